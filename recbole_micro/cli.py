@@ -1,0 +1,62 @@
+"""Command line of ``run_recbole_micro.py`` (also installed as ``recbole-micro``).
+
+``train`` (the default) runs one model on one dataset and prints best-valid and test metrics; any
+``--key=value`` argument is a RecBole config override, read by RecBole's ``Config`` itself.
+Bad input ends with one line on stderr and exit status 2, never a traceback.
+"""
+
+import argparse
+import sys
+
+from recbole_micro.errors import RecboleMicroError
+
+
+def _train(args, overrides):
+    from recbole_micro.quick_start import run_recbole_micro
+    from recbole_micro.report import metrics_table
+
+    sys.argv = [sys.argv[0]] + overrides  # RecBole's Config reads --key=value from sys.argv
+    config_files = args.config_files.split(",") if args.config_files else None
+    result = run_recbole_micro(model=args.model, dataset=args.dataset, config_file_list=config_files)
+    print(f"\n{result['model']} on {result['dataset']} ({result['epochs_run']} epochs, "
+          f"{result['seconds_per_epoch']:.2f} s/epoch); checkpoint {result['checkpoint']}")
+    print(metrics_table(result))
+    return result
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="run_recbole_micro.py",
+        description="Train and evaluate MICRO (or any RecBole model) on multimodal atomic data. "
+        "Extra --key=value arguments override RecBole config keys.",
+    )
+    parser.add_argument("--model", "-m", default="MICRO", help="model name: MICRO, LATTICE or any RecBole model (default MICRO)")
+    parser.add_argument("--dataset", "-d", default=None, help="dataset name under data_path (default: the embedded ml-100k-mm)")
+    parser.add_argument("--config_files", default=None, help="comma-separated yaml config files")
+    return parser
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"train": (build_parser, _train)}
+    try:
+        from recbole_micro import commands as extra  # sub-commands added by later modules
+
+        commands.update(extra.COMMANDS)
+    except ImportError:
+        pass
+    name = argv.pop(0) if argv and argv[0] in commands else "train"
+    make_parser, action = commands[name]
+    args, unknown = make_parser().parse_known_args(argv)
+    bad = [a for a in unknown if not (a.startswith("--") and "=" in a)]
+    if bad:
+        make_parser().error(f"unrecognised arguments {bad}; config overrides are written --key=value")
+    if getattr(args, "dataset", "unset") is None:
+        from recbole_micro.data.default import DEFAULT_DATASET
+
+        args.dataset = DEFAULT_DATASET
+    try:
+        return action(args, unknown)
+    except RecboleMicroError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

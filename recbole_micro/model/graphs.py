@@ -1,0 +1,114 @@
+"""Sparse item-item kNN graphs shared by MICRO and LATTICE.
+
+Every graph here has N·k non-zeros and is stored as a ``torch.sparse_coo_tensor``; no function holds
+a dense N × N matrix: similarities are computed ``chunk_size`` rows at a time
+(memory O(chunk_size · N + N · k)).
+
+Formulas (Zhang et al., LATTICE §3.1 / MICRO §3.2, and ``../shared/design/micro.md`` §1–2):
+
+* cosine similarity  S_ij = x_i·x_j / (‖x_i‖ ‖x_j‖)   (a zero row has similarity 0 with everything);
+* kNN sparsification  keep the k largest S_ij of each row i (the item itself included: S_ii = 1);
+* normalisation       sym: S̃ = D^-1/2 S D^-1/2,  rw: S̃ = D^-1 S,  with D = diag(row sums of the kept
+  values); a degree ≤ 0 gets weight 0 (the reference's ``inf → 0``, extended to negative sums);
+* λ-mix               A = (1 − λ)·Â_learned + λ·S̃_original.
+"""
+
+import torch
+import torch.nn.functional as F
+
+NORM_TYPES = ("sym", "rw", "none")
+
+
+def cosine_topk(features, k, chunk_size=1024, exclude_self=False):
+    r"""Indices of the ``k`` most cosine-similar rows of ``features`` for every row (no gradient).
+
+    Returns a LongTensor ``(N, k)``; neighbours are sorted by decreasing similarity. Row blocks of
+    ``chunk_size`` keep peak memory at ``chunk_size × N`` similarities.
+    """
+    with torch.no_grad():
+        x = F.normalize(features.detach(), p=2, dim=1)
+        n = x.shape[0]
+        out = torch.empty(n, k, dtype=torch.long, device=x.device)
+        for start in range(0, n, chunk_size):
+            sim = x[start : start + chunk_size] @ x.t()
+            if exclude_self:
+                rows = torch.arange(sim.shape[0], device=x.device)
+                sim[rows, rows + start] = -float("inf")
+            out[start : start + chunk_size] = sim.topk(k, dim=1).indices
+    return out
+
+
+def cosine_values(features, index):
+    r"""Cosine similarity ``S_{i, index[i, j]}`` recomputed with gradient, shape ``(N, k)``.
+
+    O(N·k·d): only the kept edges are evaluated, so gradients flow into ``features`` exactly as
+    through the reference's dense ``topk`` values.
+    """
+    x = F.normalize(features, p=2, dim=1)
+    return (x.unsqueeze(1) * x[index]).sum(-1)
+
+
+def normalize_edges(rows, cols, values, num_nodes, norm_type="sym"):
+    r"""Normalise edge weights by the row sums d_i of ``values``: ``sym`` d_i^-1/2 v d_j^-1/2, ``rw`` v / d_i."""
+    if norm_type == "none":
+        return values
+    degree = torch.zeros(num_nodes, dtype=values.dtype, device=values.device)
+    degree = degree.scatter_add(0, rows, values)
+    positive = degree > 0
+    safe = torch.where(positive, degree, torch.ones_like(degree))
+    if norm_type == "sym":
+        inv = torch.where(positive, safe.pow(-0.5), torch.zeros_like(degree))
+        return inv[rows] * values * inv[cols]
+    if norm_type == "rw":
+        inv = torch.where(positive, safe.reciprocal(), torch.zeros_like(degree))
+        return inv[rows] * values
+    raise ValueError(f"norm_type must be one of {NORM_TYPES}, got {norm_type!r}")
+
+
+def knn_edges(features, k, chunk_size=1024, with_grad=False):
+    r"""The (unnormalised) kNN graph of ``features`` as ``(rows, cols, values)`` of length N·k."""
+    index = cosine_topk(features, k, chunk_size)
+    n = features.shape[0]
+    rows = torch.arange(n, device=features.device).repeat_interleave(k)
+    if with_grad:
+        values = cosine_values(features, index)
+    else:
+        with torch.no_grad():
+            values = cosine_values(features, index)
+    return rows, index.reshape(-1), values.reshape(-1)
+
+
+def to_sparse(rows, cols, values, num_nodes):
+    """An N × N sparse COO tensor (duplicates summed)."""
+    index = torch.stack([rows, cols])
+    return torch.sparse_coo_tensor(index, values, (num_nodes, num_nodes)).coalesce()
+
+
+def knn_graph(features, k, norm_type="sym", chunk_size=1024, with_grad=False):
+    r"""Normalised kNN graph S̃ of ``features`` (N × N sparse, N·k non-zeros)."""
+    n = features.shape[0]
+    rows, cols, values = knn_edges(features, k, chunk_size, with_grad)
+    return to_sparse(rows, cols, normalize_edges(rows, cols, values, n, norm_type), n)
+
+
+def mix_graphs(learned, original, lambda_coeff):
+    r"""A = (1 − λ)·learned + λ·original (λ weights the ORIGINAL graph, as in the reference)."""
+    return ((1.0 - lambda_coeff) * learned + lambda_coeff * original).coalesce()
+
+
+def propagate(adj, x, n_layers):
+    r"""H = A^L X (item-graph convolution, no nonlinearity; MICRO Eq. 6)."""
+    for _ in range(n_layers):
+        x = torch.sparse.mm(adj, x)
+    return x
+
+
+def pad_graph(adj, offset=1):
+    r"""Embed an (N−offset)² graph into N × N by shifting ids by ``offset``.
+
+    RecBole reserves item id 0 for ``[PAD]``: graphs are built over the real items 1..N−1 only, so the
+    padding item is never anyone's neighbour and has no edges itself.
+    """
+    adj = adj.coalesce()
+    n = adj.shape[0] + offset
+    return torch.sparse_coo_tensor(adj.indices() + offset, adj.values(), (n, n)).coalesce()

@@ -1,0 +1,36 @@
+"""Checks of the model hyper-parameters: one clear ``ConfigError`` naming the key, value and fix."""
+
+from recbole_micro.errors import ConfigError, FeatureError
+from recbole_micro.model.backbones import CF_MODELS, UI_NORMS
+from recbole_micro.model.graphs import NORM_TYPES
+
+
+def _require(ok, key, value, rule):
+    if not ok:
+        raise ConfigError(f"config key '{key}' is {value!r}; it must be {rule}")
+
+
+def check_micro_config(config, dataset):
+    """Validate the keys shared by MICRO and LATTICE against the dataset they will run on."""
+    if not getattr(dataset, "modality_features", None):
+        raise FeatureError(
+            f"model {config['model']} needs item features, but dataset '{config['dataset']}' has none: "
+            f"list its feature atoms in `modalities` (e.g. `modalities: [image, text]`)"
+        )
+    n_real_items = dataset.item_num - 1  # without [PAD]
+    k = config["knn_k"]
+    _require(isinstance(k, int) and 0 < k < n_real_items, "knn_k", k, f"an integer in [1, {n_real_items - 1}] (fewer than the {n_real_items} items)")
+    lam = config["lambda_coeff"]
+    _require(isinstance(lam, (int, float)) and 0.0 <= lam <= 1.0, "lambda_coeff", lam, "a number in [0, 1]")
+    _require(config["cf_model"] in CF_MODELS, "cf_model", config["cf_model"], f"one of {list(CF_MODELS)}")
+    _require(config["knn_norm"] in NORM_TYPES, "knn_norm", config["knn_norm"], f"one of {list(NORM_TYPES)}")
+    _require(config["ui_norm"] in UI_NORMS, "ui_norm", config["ui_norm"], f"one of {list(UI_NORMS)}")
+    for key in ("n_item_layers",):
+        _require(isinstance(config[key], int) and config[key] >= 0, key, config[key], "an integer >= 0")
+    for key in ("knn_chunk_size", "embedding_size"):
+        _require(isinstance(config[key], int) and config[key] > 0, key, config[key], "an integer > 0")
+    for key in ("reg_weight", "loss_ratio"):
+        if key in config:
+            _require(isinstance(config[key], (int, float)) and config[key] >= 0, key, config[key], "a number >= 0")
+    if "temperature" in config:
+        _require(isinstance(config["temperature"], (int, float)) and config["temperature"] > 0, "temperature", config["temperature"], "a number > 0")

@@ -1,0 +1,135 @@
+"""Quick start: ``run_recbole_micro`` (train + test one model), ``objective_function`` (for RecBole's
+``HyperTuning``) and ``load_data_and_model`` (rebuild data and model from a checkpoint).
+
+RecBole's own versions look models up inside RecBole only; these build the same pipeline
+(Config → create_dataset → data_preparation → model → trainer) with the plugin's look-ups, so plugin
+models and RecBole's baselines run through one path on the same data and split.
+"""
+
+import json
+import logging
+import os
+import time
+from logging import getLogger
+
+import torch
+from recbole.data import data_preparation
+from recbole.utils import get_environment, init_logger, init_seed, set_color
+
+from recbole_micro.checkpoint import load_checkpoint
+from recbole_micro.config import Config
+from recbole_micro.utils import create_dataset, get_model, get_trainer
+
+
+def build(model=None, dataset=None, config_file_list=None, config_dict=None, quiet=False):
+    r"""Config, dataloaders, model and trainer of one run (everything but training)."""
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    if quiet:
+        logger = getLogger()
+        for handler in logger.handlers[:]:
+            logger.removeHandler(handler)
+    init_logger(config)
+    if quiet:
+        logging.basicConfig(level=logging.ERROR)
+    logger = getLogger()
+    logger.info(config)
+    data = create_dataset(config)
+    logger.info(data)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model_class = get_model(config["model"])
+    net = model_class(config, train_data._dataset).to(config["device"])
+    logger.info(net)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    return config, net, trainer, (train_data, valid_data, test_data)
+
+
+def _result(config, trainer, best_valid_score, best_valid_result, test_result, seconds):
+    return {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": dict(best_valid_result or {}),
+        "test_result": dict(test_result or {}),
+        "checkpoint": trainer.saved_model_file,
+        "train_seconds": seconds,
+    }
+
+
+def save_run_record(config, result):
+    """Write the full resolved config and the result beside the checkpoint (``<checkpoint>.json``)."""
+    path = os.path.splitext(result["checkpoint"])[0] + ".json"
+    resolved = {k: v if isinstance(v, (int, float, str, bool, list, dict, type(None))) else str(v)
+                for k, v in config.final_config_dict.items()}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"result": result, "config": resolved}, f, indent=1, default=str)
+    return path
+
+
+def run_recbole_micro(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True,
+                      resume=None, callback_fn=None):
+    r"""Train ``model`` on ``dataset``, select on validation, evaluate the best checkpoint on test.
+
+    Returns a dict with ``best_valid_score``, ``best_valid_result``, ``test_result``, ``checkpoint``
+    and ``train_seconds``; the resolved config and the result are saved as ``<checkpoint>.json``.
+    ``resume`` continues an interrupted run from its checkpoint.
+    """
+    config, net, trainer, (train_data, valid_data, test_data) = build(model, dataset, config_file_list, config_dict)
+    logger = getLogger()
+    if resume:
+        trainer.resume_checkpoint(resume)
+    start = time.time()
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=callback_fn
+    )
+    seconds = time.time() - start
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    result = _result(config, trainer, best_valid_score, best_valid_result, test_result, seconds)
+    result["epochs_run"] = len(trainer.train_loss_dict)
+    result["seconds_per_epoch"] = seconds / max(1, result["epochs_run"])
+    result["params"] = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    if saved:
+        result["record"] = save_run_record(config, result)
+    if not config["single_spec"]:
+        torch.distributed.destroy_process_group()
+    return result
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True):
+    r"""Objective for RecBole's ``HyperTuning``: one quiet training run, selected on validation."""
+    config, net, trainer, (train_data, valid_data, test_data) = build(
+        config_file_list=config_file_list, config_dict=config_dict, quiet=True
+    )
+    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, verbose=False, saved=saved)
+    test_result = trainer.evaluate(test_data, load_best_model=saved)
+    return {
+        "model": config["model"],
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+    }
+
+
+def load_data_and_model(model_file):
+    r"""Rebuild config, model, dataset and dataloaders from a checkpoint written by a plugin trainer."""
+    checkpoint = load_checkpoint(model_file)
+    config = checkpoint["config"]
+    config["device"] = torch.device("cpu") if not torch.cuda.is_available() else config["device"]
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    data = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    init_seed(config["seed"], config["reproducibility"])
+    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    net.load_state_dict(checkpoint["state_dict"])
+    net.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, net, data, train_data, valid_data, test_data
+
+
+__all__ = ["build", "run_recbole_micro", "objective_function", "load_data_and_model", "save_run_record"]
