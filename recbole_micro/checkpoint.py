@@ -16,6 +16,7 @@ import enum
 import importlib
 import os
 
+import numpy as np
 import torch
 from recbole.config import Config as RecBoleConfig
 from recbole.model.abstract_recommender import AbstractRecommender
@@ -24,6 +25,9 @@ from recbole_micro.errors import CheckpointError
 
 _TRUSTED_YAML = {f"yaml.loader.{n}" for n in ("BaseLoader", "SafeLoader", "FullLoader", "Loader")}
 _TRUSTED_NUMPY = {"numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype"}
+
+
+_NUMPY_DTYPES = tuple(getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType"))
 
 
 def _resolve(name):
@@ -64,7 +68,7 @@ def load_checkpoint(path, map_location=None):
             f"checkpoint {path} is corrupt, truncated or not a torch checkpoint ({type(exc).__name__}: {exc}); "
             f"use another checkpoint or retrain"
         ) from None
-    allowed = []
+    allowed = list(_NUMPY_DTYPES)  # built by numpy.dtype's reduce, not listed by the scan above
     for name in names:
         obj = _trusted(name)
         if obj is None:

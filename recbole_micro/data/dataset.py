@@ -148,7 +148,9 @@ class MultimodalDataset(Dataset):
     def _aligned_matrix(self, modality):
         """(item_num × d) float32 tensor; row i = features of internal item id i (after the remap)."""
         frame, field, path = self._feature_field(modality)
-        ids = frame[self.iid_field].values.astype(np.int64)
+        # RecBole remaps tokens only in inter_feat/item_feat: map the feature atom's tokens ourselves
+        # (tokens unknown to the interactions were dropped in _check_feature_frame).
+        ids = np.asarray(self.token2id(self.iid_field, frame[self.iid_field].values), dtype=np.int64)
         values = np.stack(frame[field].values).astype(np.float32)
         matrix = np.zeros((self.item_num, values.shape[1]), dtype=np.float32)
         present = np.zeros(self.item_num, dtype=bool)

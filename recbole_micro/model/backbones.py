@@ -36,7 +36,7 @@ def interaction_graph(dataset, norm="rw", device="cpu"):
     a = a.tocoo()
     index = torch.from_numpy(np.vstack([a.row, a.col]).astype(np.int64))
     values = torch.from_numpy(a.data.astype(np.float32))
-    return torch.sparse_coo_tensor(index, values, a.shape).coalesce().to(device)
+    return torch.sparse_coo_tensor(index, values, a.shape, check_invariants=False).coalesce().to(device)
 
 
 class Backbone(nn.Module):

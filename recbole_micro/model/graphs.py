@@ -81,7 +81,7 @@ def knn_edges(features, k, chunk_size=1024, with_grad=False):
 def to_sparse(rows, cols, values, num_nodes):
     """An N × N sparse COO tensor (duplicates summed)."""
     index = torch.stack([rows, cols])
-    return torch.sparse_coo_tensor(index, values, (num_nodes, num_nodes)).coalesce()
+    return torch.sparse_coo_tensor(index, values, (num_nodes, num_nodes), check_invariants=False).coalesce()
 
 
 def knn_graph(features, k, norm_type="sym", chunk_size=1024, with_grad=False):
@@ -111,4 +111,4 @@ def pad_graph(adj, offset=1):
     """
     adj = adj.coalesce()
     n = adj.shape[0] + offset
-    return torch.sparse_coo_tensor(adj.indices() + offset, adj.values(), (n, n)).coalesce()
+    return torch.sparse_coo_tensor(adj.indices() + offset, adj.values(), (n, n), check_invariants=False).coalesce()

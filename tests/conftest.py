@@ -1,0 +1,48 @@
+"""Shared fixtures: a clean ``sys.argv`` for RecBole's Config, generated datasets, the shared data."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def clean_argv(monkeypatch):
+    """RecBole's ``Config`` parses ``sys.argv``: keep pytest's own flags out of it."""
+    monkeypatch.setattr(sys, "argv", [sys.argv[0]])
+
+
+def run_config(tmp_path, **overrides):
+    """A config dict that keeps every file a run writes inside ``tmp_path`` and logs quietly."""
+    config = {
+        "data_path": str(tmp_path),
+        "checkpoint_dir": str(tmp_path / "saved"),
+        "log_wandb": False,
+        "state": "ERROR",
+        "show_progress": False,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def synthetic(tmp_path):
+    """Factory: ``synthetic(name, **kw)`` writes a generated dataset under ``tmp_path``; returns its name."""
+    from recbole_micro.data.synthetic import make_synthetic_dataset
+
+    def make(name="syn", **kwargs):
+        make_synthetic_dataset(str(tmp_path), name, **kwargs)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def shared_data():
+    """``../shared/data`` (read-only), or a skip with the reason when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent: the real Amazon data is only available beside the repository")
+    return SHARED_DATA
