@@ -9,12 +9,21 @@ weights-only unpickler cannot read. The plugin's trainers write protocol 2 and l
 * the YAML loader class the config keeps; numpy scalars and dtypes (best scores are numpy floats).
 
 Trusted: constructing these classes runs no user code beyond their own unpickling (plain attribute
-restores, enum look-ups, dtype construction). Anything else, e.g. an arbitrary function, is refused.
+restores, enum look-ups, dtype construction). Anything else, e.g. an arbitrary function, is refused
+before ``torch.load`` runs. A checkpoint is still only as trustworthy as the config it carries: load
+files you or your colleagues wrote (the config names the data path the model is rebuilt from).
+
+Besides RecBole's keys (``config``, ``epoch``, ``cur_step``, ``best_valid_score``, ``state_dict``,
+``other_parameter``, ``optimizer``) a plugin checkpoint holds ``best_valid_result``, ``kind``
+(``best``: written at a validation improvement; ``last``: the periodic resume point),
+``best_checkpoint`` (path of the run's best checkpoint) and ``rng`` (every random stream training
+draws from, as plain tensors/tuples), so that a resumed run continues exactly where it stopped.
 """
 
 import enum
 import importlib
 import os
+import random
 
 import numpy as np
 import torch
@@ -85,6 +94,10 @@ def load_checkpoint(path, map_location=None):
     missing = {"config", "state_dict"} - set(checkpoint if isinstance(checkpoint, dict) else ())
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}; it was not written by a RecBole trainer")
+    # RecBole's Config.__init__ restores numpy aliases (np.float, ...) its dataset code still uses;
+    # an unpickled Config skips __init__, so a fresh process that only loads a checkpoint needs them too.
+    if hasattr(checkpoint["config"], "compatibility_settings"):
+        checkpoint["config"].compatibility_settings()
     return checkpoint
 
 
@@ -97,6 +110,64 @@ def check_compatible(checkpoint, config, path):
                 f"checkpoint {path} was trained with {key} '{saved[key]}', but this run uses '{config[key]}'; "
                 f"pass --{key}={saved[key]} or another checkpoint"
             )
+
+
+def load_state(model, checkpoint, path):
+    """``model.load_state_dict`` with one ``CheckpointError`` naming the first parameter that does not fit."""
+    saved, own = checkpoint["state_dict"], model.state_dict()
+    missing = [k for k in own if k not in saved]
+    unexpected = [k for k in saved if k not in own]
+    shape = [k for k in own if k in saved and tuple(own[k].shape) != tuple(saved[k].shape)]
+    if missing or unexpected or shape:
+        if shape:
+            k = shape[0]
+            found = f"'{k}' has shape {tuple(saved[k].shape)} in the file but {tuple(own[k].shape)} in this model"
+        elif missing:
+            found = f"'{missing[0]}' is missing from the file ({len(missing)} parameters missing)"
+        else:
+            found = f"the file holds unknown parameter '{unexpected[0]}' ({len(unexpected)} unknown)"
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this model: {found}; the data (items, users, modalities) or "
+            f"model settings (embedding_size, cf_model, ...) changed since it was saved: use the same "
+            f"data and config, or retrain"
+        )
+    model.load_state_dict(saved)
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+
+
+def rng_state(generator=None):
+    """The random streams a training epoch draws from, in types ``weights_only`` loading accepts:
+    Python's and numpy's global generators (negative sampling), torch's (dropout, init) and the
+    training dataloader's own ``generator`` (shuffling)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if generator is not None:
+        state["loader"] = generator.get_state()
+    return state
+
+
+def set_rng_state(state, generator=None):
+    """Restore what ``rng_state`` saved (missing parts are left as they are)."""
+    if not state:
+        return
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in state:
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if "torch" in state:
+        torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "loader" in state and generator is not None:
+        generator.set_state(state["loader"].cpu())
 
 
 def save_checkpoint(state, path):

@@ -7,6 +7,7 @@ Bad input ends with one line on stderr and exit status 2, never a traceback.
 
 import argparse
 import sys
+import warnings
 
 from recbole_micro.errors import RecboleMicroError
 
@@ -38,6 +39,8 @@ def build_parser():
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    # RecBole 1.2.1's pandas/amp deprecation notices are not the user's to fix: keep stderr for errors.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole(\.|$)")
     commands = {"train": (build_parser, _train)}
     try:
         from recbole_micro import commands as extra  # sub-commands added by later modules

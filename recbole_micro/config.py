@@ -63,6 +63,36 @@ class Config(RecBoleConfig):
         if is_dataset:
             self.parameters["Dataset"] += [k for k in config_dict if k not in self.parameters["Dataset"]]
 
+    def _init_device(self):
+        r"""RecBole's device set-up, plus multi-process training without GPUs.
+
+        With ``local_rank`` set (a process started by ``quick_start.run(nproc=...)``) and CUDA
+        available, RecBole's own set-up runs (nccl, one GPU per process). Without CUDA (or with
+        ``gpu_id: ''``), RecBole's would assert one GPU per process and start nccl; here the process
+        group uses gloo and every process trains on the CPU instead.
+        """
+        import torch
+
+        gpu_id = self.final_config_dict["gpu_id"]
+        gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
+        if "local_rank" not in self.final_config_dict or (len(gpu_id) > 0 and torch.cuda.is_available()):
+            return super()._init_device()
+        self.final_config_dict["gpu_id"] = gpu_id
+        rank = self.final_config_dict["local_rank"] + (self.final_config_dict.get("offset") or 0)
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(
+                backend="gloo",
+                rank=rank,
+                world_size=self.final_config_dict["world_size"],
+                init_method=f"tcp://{self.final_config_dict['ip']}:{self.final_config_dict['port']}",
+            )
+        self.final_config_dict["device"] = torch.device("cpu")
+        self.final_config_dict["single_spec"] = False
+        if self.final_config_dict["local_rank"] != 0:  # as RecBole: only rank 0 logs
+            self.final_config_dict["state"] = "error"
+            self.final_config_dict["show_progress"] = False
+            self.final_config_dict["verbose"] = False
+
     def _add_modality_atoms(self):
         modalities = self.final_config_dict.get("modalities") or []
         if not modalities:

@@ -58,6 +58,20 @@ def _result(config, trainer, best_valid_score, best_valid_result, test_result, s
     }
 
 
+def _best_epoch_tracker(trainer, callback_fn=None):
+    """A ``fit`` callback recording the epoch of the best validation (RecBole resets ``cur_step`` to 0
+    exactly when a validation improves), then calling ``callback_fn``."""
+    seen = {"best_epoch": None}
+
+    def track(epoch_idx, valid_score):
+        if trainer.cur_step == 0:
+            seen["best_epoch"] = epoch_idx
+        if callback_fn:
+            callback_fn(epoch_idx, valid_score)
+
+    return track, seen
+
+
 def save_run_record(config, result):
     """Write the full resolved config and the result beside the checkpoint (``<checkpoint>.json``)."""
     path = os.path.splitext(result["checkpoint"])[0] + ".json"
@@ -80,9 +94,10 @@ def run_recbole_micro(model=None, dataset=None, config_file_list=None, config_di
     logger = getLogger()
     if resume:
         trainer.resume_checkpoint(resume)
+    track, seen = _best_epoch_tracker(trainer, callback_fn)
     start = time.time()
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=callback_fn
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=track
     )
     seconds = time.time() - start
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
@@ -93,7 +108,8 @@ def run_recbole_micro(model=None, dataset=None, config_file_list=None, config_di
     result["epochs_run"] = len(trainer.train_loss_dict)
     result["seconds_per_epoch"] = seconds / max(1, result["epochs_run"])
     result["params"] = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    if saved:
+    result["best_epoch"] = seen["best_epoch"]  # 0-based index of the selected epoch (None: no validation)
+    if saved and config["local_rank"] == 0:  # one record per run, also with several processes
         result["record"] = save_run_record(config, result)
     if not config["single_spec"]:
         torch.distributed.destroy_process_group()
@@ -105,14 +121,26 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     config, net, trainer, (train_data, valid_data, test_data) = build(
         config_file_list=config_file_list, config_dict=config_dict, quiet=True
     )
-    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, verbose=False, saved=saved)
+    track, seen = _best_epoch_tracker(trainer)
+    start = time.time()
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, verbose=False, saved=saved, callback_fn=track
+    )
+    seconds = time.time() - start
     test_result = trainer.evaluate(test_data, load_best_model=saved)
+    epochs_run = len(trainer.train_loss_dict)
     return {
         "model": config["model"],
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
+        "epochs_run": epochs_run,
+        "best_epoch": seen["best_epoch"],
+        "train_seconds": seconds,
+        "seconds_per_epoch": seconds / max(1, epochs_run),
+        "params": sum(p.numel() for p in net.parameters() if p.requires_grad),
+        "checkpoint": trainer.saved_model_file if saved else None,
     }
 
 
@@ -132,4 +160,59 @@ def load_data_and_model(model_file):
     return config, net, data, train_data, valid_data, test_data
 
 
-__all__ = ["build", "run_recbole_micro", "objective_function", "load_data_and_model", "save_run_record"]
+
+# ------------------------------------------------------------------------------ multi-process training
+def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, nproc=1, world_size=-1,
+        ip="localhost", port="5678", group_offset=0):
+    r"""``run_recbole_micro`` in ``nproc`` processes (RecBole's ``run``, with the plugin's pipeline).
+
+    Each process trains on its share of every batch (RecBole's ``DistributedSampler``) and the
+    gradients are averaged by RecBole's ``DistributedDataParallel``; evaluation results are merged
+    across processes. GPUs: nccl, one GPU per process (RecBole's set-up); no GPU: gloo on the CPU
+    (``Config._init_device``), each process using ``cpu_count // nproc`` threads. Returns rank 0's
+    result (``nproc == 1``: a plain ``run_recbole_micro``).
+    """
+    if nproc == 1 and world_size <= 0:
+        return run_recbole_micro(model, dataset, config_file_list, config_dict, saved=saved)
+    import torch.multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    queue = context.SimpleQueue()
+    config_dict = dict(config_dict or {})
+    config_dict.update({"world_size": nproc if world_size == -1 else world_size, "ip": ip, "port": str(port),
+                        "nproc": nproc, "offset": group_offset})
+    stamp = time.strftime("%b-%d-%Y_%H-%M-%S")  # one checkpoint name for every process
+    mp.spawn(_run_worker, args=(model, dataset, config_file_list, config_dict, saved, queue, stamp),
+             nprocs=nproc, join=True)
+    return None if queue.empty() else queue.get()
+
+
+def _run_worker(rank, model, dataset, config_file_list, config_dict, saved, queue, stamp):
+    """One process of ``run``: RecBole's trainer set-up adapted to CPU processes, then the plugin's run."""
+    import recbole.trainer.trainer as recbole_trainer
+    from torch.nn.parallel import DistributedDataParallel
+
+    config_dict = dict(config_dict, local_rank=rank)
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config_dict["nproc"]))
+
+    def ddp(module, device_ids=None, **kwargs):
+        # RecBole passes device_ids=[local_rank], which DistributedDataParallel refuses for a CPU module
+        on_cpu = next(module.parameters()).device.type == "cpu"
+        return DistributedDataParallel(module, device_ids=None if on_cpu else device_ids, **kwargs)
+
+    # these names are looked up in this (spawned) process only: the caller's RecBole is untouched
+    recbole_trainer.DistributedDataParallel = ddp
+    recbole_trainer.get_local_time = lambda: stamp  # every rank saves/loads the same checkpoint file
+    recbole_trainer.ensure_dir = lambda path: os.makedirs(path, exist_ok=True)  # ranks create it concurrently
+
+    def wait_for_rank0_checkpoint(epoch_idx, valid_score):
+        torch.distributed.barrier()  # rank 0 has written the best checkpoint before anyone reads it
+
+    result = run_recbole_micro(model, dataset, config_file_list, config_dict, saved=saved,
+                               callback_fn=wait_for_rank0_checkpoint)
+    if rank == 0:
+        queue.put(result)
+
+
+__all__ = ["build", "run", "run_recbole_micro", "objective_function", "load_data_and_model", "save_run_record"]

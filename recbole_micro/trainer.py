@@ -9,12 +9,17 @@
 * ``MICROTrainer`` / ``LATTICETrainer`` — found by name (``utils.get_trainer``).
 """
 
+import os
+
 import torch
 from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import set_color
 
-from recbole_micro.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from recbole_micro.checkpoint import (
+    check_compatible, load_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state,
+)
 from recbole_micro.errors import RecboleMicroError
+from recbole_micro.evaluation import CandidateEvalMixin
 
 
 class NonFiniteLossError(RecboleMicroError):
@@ -22,21 +27,58 @@ class NonFiniteLossError(RecboleMicroError):
 
 
 class SafeCheckpointMixin:
-    """Checkpoint handling that works on torch >= 2.6; mixed into any RecBole trainer."""
+    """Checkpoint handling that works on torch >= 2.6; mixed into any RecBole trainer.
+
+    Two files per run, both written atomically (``checkpoint.save_checkpoint``):
+
+    * ``<model>-<time>.pth`` — the best model so far, written at each validation improvement
+      (RecBole's rule); used for the test evaluation and by ``load_data_and_model``.
+    * ``<model>-<time>-last.pth`` — the resume point: the state after the latest completed epoch,
+      written at the start of every ``last_checkpoint_step``-th epoch (default: ``eval_step``, i.e. right
+      after each validation; 0 = never). RecBole alone only saves at improvements, so an interrupted
+      run would lose every epoch since the last one.
+
+    Both hold the optimizer, early-stopping counters and all random-number states, so
+    ``resume_checkpoint(either file)`` continues with the next epoch and reproduces the uninterrupted
+    run bit for bit on CPU (same seed, config and data).
+    """
+
+    _resume_rng = None
+    _fit_train_data = None
+    _fit_saved = False
+    _last_valid_result = None
+
+    @property
+    def last_checkpoint_file(self):
+        """Path of the periodic resume checkpoint beside the best one."""
+        return os.path.splitext(self.saved_model_file)[0] + "-last.pth"
+
+    def _last_checkpoint_step(self):
+        step = self.config["last_checkpoint_step"]
+        return self.eval_step if step is None else int(step)
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        kind = kwargs.pop("kind", "best")
+        # RecBole assigns best_valid_result only after saving: take the result that triggered the save.
+        best_result = self.best_valid_result
+        if kind == "best" and self._last_valid_result is not None:
+            best_result = self._last_valid_result
+        generator = getattr(self._fit_train_data, "generator", None)
         state = {
             "config": self.config,
             "epoch": epoch,
             "cur_step": self.cur_step,
             "best_valid_score": float(self.best_valid_score),
-            "best_valid_result": dict(self.best_valid_result or {}),
+            "best_valid_result": dict(best_result or {}),
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
+            "kind": kind,
+            "best_checkpoint": self.saved_model_file,
+            "rng": rng_state(generator),
         }
         save_checkpoint(state, saved_model_file)
         if verbose:
@@ -45,21 +87,35 @@ class SafeCheckpointMixin:
     def _load_into_model(self, path):
         checkpoint = load_checkpoint(path, map_location=self.device)
         check_compatible(checkpoint, self.config, path)
-        self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        load_state(self.model, checkpoint, path)
         return checkpoint
 
     def resume_checkpoint(self, resume_file):
-        """Continue an interrupted training from the epoch after the saved one."""
+        """Continue an interrupted training from the epoch after the saved one (best or ``-last`` file)."""
         resume_file = str(resume_file)
         checkpoint = self._load_into_model(resume_file)
-        self.saved_model_file = resume_file
+        best = checkpoint.get("best_checkpoint")
+        self.saved_model_file = best if checkpoint.get("kind") == "last" and best else resume_file
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
         self.best_valid_result = checkpoint.get("best_valid_result") or None
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self._resume_rng = checkpoint.get("rng")
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        self._fit_train_data, self._fit_saved = train_data, saved
+        if self._resume_rng is not None:  # after a resume: the random streams as they were at the save
+            set_rng_state(self._resume_rng, getattr(train_data, "generator", None))
+            self._resume_rng = None
+        return super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
+                           callback_fn=callback_fn)
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        self._last_valid_result = valid_result
+        return valid_score, valid_result
 
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
@@ -69,7 +125,15 @@ class SafeCheckpointMixin:
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
+    def _good_checkpoints(self):
+        files = [f for f in (self.saved_model_file, self.last_checkpoint_file) if os.path.isfile(f)]
+        return " and ".join(files) + " kept" if files else "no checkpoint was saved yet"
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        step = self._last_checkpoint_step()
+        if self._fit_saved and step > 0 and epoch_idx > self.start_epoch and epoch_idx % step == 0:
+            # the state after epoch_idx - 1 (and its validation): what an uninterrupted run starts from
+            self._save_checkpoint(epoch_idx - 1, verbose=False, saved_model_file=self.last_checkpoint_file, kind="last")
         loss_func = loss_func or self.model.calculate_loss
         names = getattr(self.model, "loss_names", None)
 
@@ -80,15 +144,16 @@ class SafeCheckpointMixin:
                 if not torch.isfinite(part).all():
                     name = names[index] if names and index < len(names) else f"#{index}"
                     raise NonFiniteLossError(
-                        f"epoch {epoch_idx}: loss term '{name}' is {part.item()}; training stopped and the last "
-                        f"good checkpoint {self.saved_model_file} is kept; lower learning_rate or check the features"
+                        f"epoch {epoch_idx}: loss term '{name}' is {part.detach().float().sum().item()}; training "
+                        f"stopped ({self._good_checkpoints()}); lower learning_rate or check the features for "
+                        f"extreme values"
                     )
             return losses
 
         return super()._train_epoch(train_data, epoch_idx, loss_func=checked, show_progress=show_progress)
 
 
-class Trainer(SafeCheckpointMixin, RecBoleTrainer):
+class Trainer(CandidateEvalMixin, SafeCheckpointMixin, RecBoleTrainer):
     """RecBole's ``Trainer`` with safe checkpoints (used for RecBole's general models)."""
 
 
@@ -100,7 +165,7 @@ def with_safe_checkpoints(trainer_class):
     if issubclass(trainer_class, SafeCheckpointMixin):
         return trainer_class
     if trainer_class not in _WRAPPED:
-        _WRAPPED[trainer_class] = type(trainer_class.__name__, (SafeCheckpointMixin, trainer_class), {})
+        _WRAPPED[trainer_class] = type(trainer_class.__name__, (CandidateEvalMixin, SafeCheckpointMixin, trainer_class), {})
     return _WRAPPED[trainer_class]
 
 
@@ -117,3 +182,8 @@ class MultimodalTrainer(Trainer):
 
 class MICROTrainer(MultimodalTrainer):
     """Trainer of ``MICRO`` (found by name)."""
+
+
+class LATTICETrainer(MultimodalTrainer):
+    """Trainer of ``LATTICE`` (found by name): the reference schedule lr·0.96^(epoch/50), safe
+    checkpoints, finite-loss checks and candidate-restricted evaluation, as for MICRO."""

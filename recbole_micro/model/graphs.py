@@ -38,14 +38,20 @@ def cosine_topk(features, k, chunk_size=1024, exclude_self=False):
     return out
 
 
-def cosine_values(features, index):
-    r"""Cosine similarity ``S_{i, index[i, j]}`` recomputed with gradient, shape ``(N, k)``.
+def cosine_values(features, index, chunk_size=1024):
+    r"""Cosine similarity ``S_{i, index[i, j]}`` recomputed (with gradient if enabled), shape ``(N, k)``.
 
-    O(N·k·d): only the kept edges are evaluated, so gradients flow into ``features`` exactly as
-    through the reference's dense ``topk`` values.
+    Only the kept edges are evaluated, so gradients flow into ``features`` exactly as through the
+    reference's dense ``topk`` values. Rows go ``chunk_size`` at a time: the gathered neighbour block
+    is chunk × k × d (a whole N × k × d gather of 4,096-d features would outgrow a dense N × N).
     """
     x = F.normalize(features, p=2, dim=1)
-    return (x.unsqueeze(1) * x[index]).sum(-1)
+    return torch.cat(
+        [
+            torch.einsum("nd,nkd->nk", x[start : start + chunk_size], x[index[start : start + chunk_size]])
+            for start in range(0, x.shape[0], chunk_size)
+        ]
+    )
 
 
 def normalize_edges(rows, cols, values, num_nodes, norm_type="sym"):
@@ -70,11 +76,8 @@ def knn_edges(features, k, chunk_size=1024, with_grad=False):
     index = cosine_topk(features, k, chunk_size)
     n = features.shape[0]
     rows = torch.arange(n, device=features.device).repeat_interleave(k)
-    if with_grad:
-        values = cosine_values(features, index)
-    else:
-        with torch.no_grad():
-            values = cosine_values(features, index)
+    with torch.set_grad_enabled(with_grad and torch.is_grad_enabled()):
+        values = cosine_values(features, index, chunk_size)
     return rows, index.reshape(-1), values.reshape(-1)
 
 
@@ -112,3 +115,31 @@ def pad_graph(adj, offset=1):
     adj = adj.coalesce()
     n = adj.shape[0] + offset
     return torch.sparse_coo_tensor(adj.indices() + offset, adj.values(), (n, n), check_invariants=False).coalesce()
+
+
+def summed_knn_graph(features_list, weights, k, norm_type="sym", chunk_size=1024, with_grad=False):
+    r"""LATTICE's learned graph: normalise(Σ_m w_m kNN(F_m)), normalised ONCE after the sum.
+
+    Each kNN(F_m) is the UNnormalised kNN graph of one modality (N·k edges, values = cosine); the
+    weighted edge lists are concatenated and normalised together: the degree d_i is the row sum of the
+    summed graph (``scatter_add`` adds duplicate edges), and since sym/rw normalisation is linear in
+    each edge value, normalising duplicate edges one by one and summing them (``to_sparse`` coalesces)
+    equals normalising the summed edge. Gradient flows into the features (``with_grad``) and into
+    ``weights`` (a tensor, or a list of numbers). At most M·N·k non-zeros.
+    """
+    n = features_list[0].shape[0]
+    parts = [knn_edges(x, k, chunk_size, with_grad) for x in features_list]
+    rows = torch.cat([r for r, _, _ in parts])
+    cols = torch.cat([c for _, c, _ in parts])
+    values = torch.cat([weights[m] * v for m, (_, _, v) in enumerate(parts)])
+    return to_sparse(rows, cols, normalize_edges(rows, cols, values, n, norm_type), n)
+
+
+def weighted_sum(adjs, weights):
+    r"""Σ_m w_m A_m of sparse N × N graphs (LATTICE's original graph Σ_m α_m S̃_m); gradient flows into
+    ``weights`` when it is a tensor."""
+    adjs = [a.coalesce() for a in adjs]
+    n = adjs[0].shape[0]
+    index = torch.cat([a.indices() for a in adjs], dim=1)
+    values = torch.cat([weights[m] * a.values() for m, a in enumerate(adjs)])
+    return torch.sparse_coo_tensor(index, values, (n, n), check_invariants=False).coalesce()

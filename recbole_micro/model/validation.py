@@ -1,5 +1,7 @@
 """Checks of the model hyper-parameters: one clear ``ConfigError`` naming the key, value and fix."""
 
+import difflib
+
 from recbole_micro.errors import ConfigError, FeatureError
 from recbole_micro.model.backbones import CF_MODELS, UI_NORMS
 from recbole_micro.model.graphs import NORM_TYPES
@@ -10,8 +12,27 @@ def _require(ok, key, value, rule):
         raise ConfigError(f"config key '{key}' is {value!r}; it must be {rule}")
 
 
+def check_unknown_keys(config, cutoff=0.85):
+    """Refuse a user-given key that nothing defines but that is one typo away from a known key
+    (``knn_kk`` for ``knn_k``): RecBole accepts any key, so the typo would silently keep the default.
+    Keys far from every known key are left alone (users may add their own)."""
+    external = getattr(config, "external_config_dict", None) or {}
+    internal = getattr(config, "internal_config_dict", None) or {}
+    known = set(internal) | set(getattr(config, "final_config_dict", {}) or {}) - set(external)
+    for key in external:
+        if key in internal:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=cutoff)
+        if close:
+            raise ConfigError(
+                f"config key '{key}' is not a known key of {config['model']} (did you mean '{close[0]}'?); "
+                f"fix the spelling in your config file or --{close[0]}=... on the command line"
+            )
+
+
 def check_micro_config(config, dataset):
     """Validate the keys shared by MICRO and LATTICE against the dataset they will run on."""
+    check_unknown_keys(config)
     if not getattr(dataset, "modality_features", None):
         raise FeatureError(
             f"model {config['model']} needs item features, but dataset '{config['dataset']}' has none: "

@@ -1,0 +1,70 @@
+"""Sub-commands of ``run_recbole_micro.py`` besides ``train``: ``COMMANDS[name] = (build_parser, action)``.
+
+``cli.main`` dispatches ``argv[0]`` to ``action(args, unknown_overrides)``; a ``RecboleMicroError`` it
+raises is printed as one line with exit status 2.
+"""
+
+import argparse
+
+from recbole_micro.errors import ConfigError
+
+
+def build_recommend_parser():
+    parser = argparse.ArgumentParser(
+        prog="run_recbole_micro.py recommend",
+        description="Top-k items for users of a saved model (their training items excluded).",
+    )
+    parser.add_argument("--checkpoint", required=True, help="a .pth file written by a training run")
+    parser.add_argument("--users", required=True, help="comma-separated user tokens, e.g. 1,2,3")
+    parser.add_argument("--topk", type=int, default=10, help="items per user (default 10)")
+    parser.add_argument("--exclude", choices=["train", "train+valid"], default="train",
+                        help="history to exclude: training interactions (default) or training + validation")
+    return parser
+
+
+def recommend_action(args, overrides):
+    from recbole_micro.recommend import format_recommendations, recommend
+
+    if overrides:
+        raise ConfigError(f"recommend takes no config overrides, got {overrides}; the checkpoint holds the config")
+    results = recommend(args.checkpoint, args.users.split(","), topk=args.topk, exclude=args.exclude)
+    print(format_recommendations(results))
+    return results
+
+
+COMMANDS = {
+    "recommend": (build_recommend_parser, recommend_action),
+}
+
+
+def _tune_parser():
+    from recbole_micro.tuning import build_parser
+
+    return build_parser("run_recbole_micro.py tune")
+
+
+def _tune_action(args, overrides):
+    import sys
+
+    from recbole_micro.tuning import run
+
+    return run(args, overrides, "run_recbole_micro.py tune", sys.argv[2:])
+
+
+def _compare_parser():
+    from recbole_micro.compare import build_parser
+
+    return build_parser("run_recbole_micro.py compare")
+
+
+def _compare_action(args, overrides):
+    import sys
+
+    from recbole_micro.compare import run
+
+    return run(args, overrides, "run_recbole_micro.py compare", sys.argv[2:])
+
+
+# hyper-parameter search (run_hyper.py) and the baseline comparison (run_compare.py) as sub-commands
+COMMANDS["tune"] = (_tune_parser, _tune_action)
+COMMANDS["compare"] = (_compare_parser, _compare_action)

@@ -1,0 +1,93 @@
+"""Top-k recommendations from a saved model, by user token.
+
+Built on RecBole's ``full_sort_topk`` (scores of all items; ``[PAD]`` and the user's history masked to
+−inf) and the plugin's ``load_data_and_model`` (config, data and weights rebuilt from the checkpoint).
+The history that is excluded is the training interactions (``exclude="train"``, the default: the
+validation loader's history) or training + validation (``exclude="train+valid"``: the test loader's).
+"""
+
+import numpy as np
+import torch
+from recbole.utils.case_study import full_sort_topk
+
+from recbole_micro.errors import CheckpointError, ConfigError, RecboleMicroError
+
+EXCLUDE = ("train", "train+valid")
+
+
+class UnknownUserError(RecboleMicroError):
+    """A requested user token is not in the dataset the model was trained on."""
+
+
+def load_for_recommendation(checkpoint):
+    """``load_data_and_model`` with its failures turned into one-line ``CheckpointError``s."""
+    from recbole_micro.quick_start import load_data_and_model
+
+    try:
+        return load_data_and_model(checkpoint)
+    except RecboleMicroError:
+        raise
+    except RuntimeError as exc:  # load_state_dict: the data or model settings changed since the save
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {checkpoint} does not fit the data it names ({first}); the dataset changed since "
+            f"training: restore it or retrain"
+        ) from None
+    except (ValueError, OSError) as exc:  # RecBole's "File ... not exist" when the data moved
+        raise CheckpointError(
+            f"checkpoint {checkpoint}: the dataset it was trained on could not be loaded ({exc}); "
+            f"put the atomic files back at the data_path recorded in the checkpoint, or retrain"
+        ) from None
+
+
+def resolve_users(dataset, users):
+    """Internal ids of the user tokens ``users`` (order kept, duplicates dropped); one clear error
+    listing the tokens the dataset does not know."""
+    users = list(dict.fromkeys(str(u).strip() for u in users if str(u).strip()))
+    if not users:
+        raise ConfigError("no user tokens given; pass --users U1,U2 (tokens of the user_id column)")
+    known = dataset.field2token_id[dataset.uid_field]
+    unknown = [u for u in users if u not in known or u == "[PAD]"]
+    if unknown:
+        examples = [t for t in list(known)[1:4]]
+        raise UnknownUserError(
+            f"user tokens {unknown[:10]}{' ...' if len(unknown) > 10 else ''} ({len(unknown)} of {len(users)}) "
+            f"are not in dataset '{dataset.dataset_name}' ({dataset.user_num - 1} users, e.g. {examples}); "
+            f"pass tokens from the '{dataset.uid_field}' column of its .inter files"
+        )
+    return users, np.array([known[u] for u in users], dtype=np.int64)
+
+
+def recommend(checkpoint, users, topk=10, exclude="train", loaded=None):
+    r"""Top-``topk`` items for each user token in ``users`` from the model saved in ``checkpoint``.
+
+    Returns ``[{"user": token, "items": [item tokens], "scores": [floats]}, ...]`` in the order given,
+    best first, without the user's excluded history (fewer than ``topk`` items only when the user has
+    interacted with nearly every item). ``loaded`` may pass the tuple of an earlier
+    ``load_data_and_model`` call to skip rebuilding the data.
+    """
+    if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk <= 0:
+        raise ConfigError(f"topk is {topk!r}; it must be an integer > 0")
+    if exclude not in EXCLUDE:
+        raise ConfigError(f"exclude is {exclude!r}; use one of {list(EXCLUDE)}")
+    config, model, dataset, _train, valid_data, test_data = loaded or load_for_recommendation(checkpoint)
+    tokens, uids = resolve_users(dataset, users)
+    loader = valid_data if exclude == "train" else test_data
+    k = min(int(topk), dataset.item_num - 1)
+    scores, index = full_sort_topk(uids, model, loader, k, device=config["device"])
+    scores, index = scores.cpu(), index.cpu()
+    results = []
+    for row, user in enumerate(tokens):
+        keep = torch.isfinite(scores[row])
+        items = dataset.id2token(dataset.iid_field, index[row][keep].numpy())
+        results.append({"user": user, "items": [str(t) for t in items], "scores": scores[row][keep].tolist()})
+    return results
+
+
+def format_recommendations(results):
+    """Tab-separated lines ``user  rank  item  score`` with a header."""
+    lines = ["user\trank\titem\tscore"]
+    for entry in results:
+        for rank, (item, score) in enumerate(zip(entry["items"], entry["scores"]), start=1):
+            lines.append(f"{entry['user']}\t{rank}\t{item}\t{score:.6f}")
+    return "\n".join(lines)

@@ -1,0 +1,219 @@
+"""Item cold-start protocol: the split (``recbole_micro.data.coldstart``), the converter flag, the
+candidate-restricted evaluation (``recbole_micro.evaluation``) for every model, and what content buys:
+MICRO ranks never-seen items from their features, BPR cannot."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_config
+from recbole_micro.data.__main__ import main as convert_main
+from recbole_micro.data.coldstart import cold_start_dataset, cold_start_split
+from recbole_micro.data.convert import ConversionError
+from recbole_micro.data.default import lattice_split
+from recbole_micro.data.synthetic import synthetic_features, synthetic_interactions
+from recbole_micro.errors import ConfigError
+from recbole_micro.evaluation import cold_candidate_mask, eval_candidates_mode, interacted_items
+from recbole_micro.quick_start import build
+
+SPLITS = ("train", "valid", "test")
+
+
+def read_inter(path):
+    with open(path, encoding="utf-8") as f:
+        assert f.readline() == "user_id:token\titem_id:token\n"
+        return [tuple(line.rstrip("\n").split("\t")) for line in f]
+
+
+def generated_splits(n_users=200, n_items=300, n_clusters=10, seed=0):
+    rng = np.random.default_rng(seed)
+    user_items, clusters = synthetic_interactions(n_users, n_items, n_clusters, (8, 14), 0.9, rng)
+    features = synthetic_features(clusters, {"image": 32, "text": 16}, 0.5, rng)
+    return lattice_split(user_items, seed=seed), features
+
+
+def check_cold_split(splits, new, cold, fraction):
+    items = {i for pairs in splits.values() for _, i in pairs}
+    held_out = set(cold["valid"]) | set(cold["test"])
+    train_items = {i for _, i in new["train"]}
+    # no training interaction for any held-out item; train keeps every other item
+    assert not train_items & held_out
+    assert train_items == items - held_out
+    # every held-out item appears, with ALL its interactions, in its own split only
+    assert {i for _, i in new["valid"]} == set(cold["valid"])
+    assert {i for _, i in new["test"]} == set(cold["test"])
+    assert not set(cold["valid"]) & set(cold["test"])
+    # fraction as configured: int(f·n) items, the first half drawn to test
+    assert len(held_out) == int(fraction * len(items))
+    assert len(cold["test"]) == len(held_out) // 2
+    # nothing lost, nothing duplicated
+    pooled = {p for pairs in splits.values() for p in pairs}
+    assert sorted(p for s in SPLITS for p in new[s]) == sorted(pooled)
+
+
+# ------------------------------------------------------------------------------ the split
+@pytest.mark.parametrize("fraction", [0.2, 0.35])
+def test_cold_split_holds_out_items_entirely(fraction):
+    splits, _ = generated_splits()
+    new, cold = cold_start_split(splits, fraction=fraction, seed=5)
+    check_cold_split(splits, new, cold, fraction)
+    again, cold_again = cold_start_split(splits, fraction=fraction, seed=5)
+    assert again == new and cold_again == cold  # deterministic
+    assert cold_start_split(splits, fraction=fraction, seed=6)[1] != cold
+
+
+def test_cold_split_is_the_reference_draw():
+    """LATTICE's data/cold_start.py: np.random.seed(123); choice(n_items, int(0.2 n), replace=False);
+    first half test, rest valid (items 0..n−1)."""
+    splits = {"train": [("u1", i) for i in range(0, 50)], "valid": [("u2", i) for i in range(50, 80)],
+              "test": [("u3", i) for i in range(80, 100)]}
+    _, cold = cold_start_split(splits, 0.2, 123)
+    np.random.seed(123)
+    drawn = np.random.choice(100, 20, replace=False).tolist()
+    assert cold["test"] == sorted(drawn[:10]) and cold["valid"] == sorted(drawn[10:])
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 0.001])
+def test_cold_split_refuses_bad_fractions(fraction):
+    splits, _ = generated_splits(n_users=20, n_items=30)
+    with pytest.raises(ConversionError, match="fraction"):
+        cold_start_split(splits, fraction=fraction)
+
+
+def write_lattice_source(folder, splits, features):
+    (folder / "5-core").mkdir(parents=True)
+    for split, file in (("train", "train.json"), ("valid", "val.json"), ("test", "test.json")):
+        per_user = {}
+        for user, item in splits[split]:
+            per_user.setdefault(user, []).append(int(item))
+        (folder / "5-core" / file).write_text(json.dumps(per_user))
+    for modality, matrix in features.items():
+        np.save(folder / f"{modality}_feat.npy", matrix)
+
+
+def test_converter_flag_writes_cold_dataset(tmp_path):
+    splits, features = generated_splits(n_users=60, n_items=80)
+    src = tmp_path / "src"
+    write_lattice_source(src, splits, features)
+    out = tmp_path / "out"
+    assert convert_main(["lattice", str(src), "--name", "c", "--cold-start", "0.25", "--seed", "9", "--out", str(out)]) == 0
+    written = {s: read_inter(out / "c" / f"c.{s}.inter") for s in SPLITS}
+    int_splits = {s: [(u, str(i)) for u, i in pairs] for s, pairs in splits.items()}
+    _, cold = cold_start_split(int_splits, 0.25, 9)
+    check_cold_split(int_splits, written, cold, 0.25)
+    yaml = (out / "c" / "c.yaml").read_text()
+    assert "eval_candidates: cold" in yaml and "benchmark_filename: [train, valid, test]" in yaml
+    assert (out / "c" / "c.image").is_file() and (out / "c" / "c.text").is_file()
+    # bad fraction: one line on stderr, exit status 2
+    assert convert_main(["lattice", str(src), "--name", "d", "--cold-start", "1.5", "--out", str(out)]) == 2
+
+
+def test_baby_cold_split(shared_data, tmp_path):
+    """The real Baby data: 1,410 of 7,050 items held out (705 valid, 705 test), none in train."""
+    assert convert_main(["lattice", str(shared_data / "baby"), "--name", "baby-cold", "--cold-start", "0.2",
+                         "--out", str(tmp_path)]) == 0
+    new = {s: read_inter(tmp_path / "baby-cold" / f"baby-cold.{s}.inter") for s in SPLITS}
+    items = {s: {i for _, i in pairs} for s, pairs in new.items()}
+    assert len(items["valid"]) == 705 and len(items["test"]) == 705
+    assert not items["train"] & (items["valid"] | items["test"]) and not items["valid"] & items["test"]
+    assert len(items["train"]) == 7050 - 1410
+    assert sum(len(p) for p in new.values()) == 160792
+
+
+# ------------------------------------------------------------------------------ evaluation
+@pytest.fixture
+def cold_data(tmp_path):
+    """A generated cold-start dataset in which the features carry the signal (60 + 59 cold items)."""
+    splits, features = generated_splits()
+    _, cold = cold_start_dataset(str(tmp_path), "cold", splits, features, fraction=0.4, seed=1)
+    return "cold", cold
+
+
+def make(model, tmp_path, name, **overrides):
+    config = run_config(tmp_path, device="cpu", use_gpu=False, learning_rate=0.01, train_batch_size=512,
+                        epochs=2, eval_step=2, **overrides)
+    return build(model, name, config_dict=config, quiet=True)
+
+
+def internal_ids(dataset, tokens):
+    return set(dataset.token2id(dataset.iid_field, [str(t) for t in tokens]).tolist())
+
+
+def test_candidates_are_the_cold_items_of_each_split(cold_data, tmp_path):
+    name, cold = cold_data
+    config, _, trainer, (train_data, valid_data, test_data) = make("BPR", tmp_path, name)
+    assert config["eval_candidates"] == "cold"
+    dataset = train_data._dataset
+    train_items = interacted_items(dataset)
+    for split, loader in (("valid", valid_data), ("test", test_data)):
+        mask = cold_candidate_mask(loader._dataset, train_items, dataset.item_num)
+        assert set(torch.nonzero(mask).view(-1).tolist()) == internal_ids(dataset, cold[split])
+        # the trainer finds the same set without fit() (from the sampler's training split)
+        assert np.array_equal(trainer._training_items(loader), train_items)
+
+
+def test_eval_candidates_key_is_checked(tmp_path):
+    with pytest.raises(ConfigError, match="eval_candidates"):
+        eval_candidates_mode({"eval_candidates": "warm"})
+    assert eval_candidates_mode({"eval_candidates": None}) == "all"
+
+
+def fit_and_test(model, tmp_path, name, spy=None, **overrides):
+    config, net, trainer, (train_data, valid_data, test_data) = make(model, tmp_path, name, **overrides)
+    trainer.fit(train_data, valid_data, saved=False, verbose=False)
+    if spy is not None:
+        spy(trainer)
+    return net, trainer, test_data, trainer.evaluate(test_data, load_best_model=False)
+
+
+def test_micro_beats_bpr_on_cold_items_and_ranks_candidates_only(cold_data, tmp_path):
+    name, cold = cold_data
+    seen_top = []
+
+    def spy(trainer):
+        original = trainer._full_sort_batch_eval
+
+        def recording(batched_data):
+            out = original(batched_data)
+            seen_top.append(out[1].topk(20, dim=1).indices)
+            return out
+
+        trainer._full_sort_batch_eval = recording
+
+    _, _, _, bpr = fit_and_test("BPR", tmp_path, name)
+    micro, trainer, test_data, result = fit_and_test("MICRO", tmp_path, name, spy=spy)
+    chance = 20 / len(cold["test"])  # expected Recall@20 of a random ranking of the test cold items
+    assert bpr["recall@20"] < chance + 0.1  # ID-only: near chance on items it never saw
+    assert result["recall@20"] > 0.8 and result["recall@20"] > bpr["recall@20"] + 0.4
+
+    # the top-k of every evaluated user holds test cold items only
+    candidates = internal_ids(test_data._dataset, cold["test"])
+    top = torch.cat(seen_top)
+    assert top.shape == (len(test_data.uid_list), 20)
+    assert set(top.view(-1).tolist()) <= candidates
+    # without the restriction the same model ranks warm items too
+    seen_top.clear()
+    trainer.config["eval_candidates"] = "all"
+    trainer.evaluate(test_data, load_best_model=False)
+    assert not set(torch.cat(seen_top).view(-1).tolist()) <= candidates
+
+
+@pytest.mark.parametrize("model_name", ["MICRO", "LATTICE"])
+def test_cold_items_get_content_embeddings(cold_data, tmp_path, model_name):
+    """Items with no training interaction are embedded from their features: h = A X_i is non-zero for
+    them (through the feature kNN graph) and their scores vary across users and items."""
+    name, cold = cold_data
+    _, model, _, (train_data, _, _) = make(model_name, tmp_path, name)
+    dataset = train_data._dataset
+    cold_ids = torch.tensor(sorted(internal_ids(dataset, cold["test"])))
+    model.eval()
+    with torch.no_grad():
+        out = model.forward()
+        h = out[3] if model_name == "MICRO" else out[2]
+        users, items = out[0], out[1]
+    assert (h[cold_ids].norm(dim=1) > 1e-6).all()
+    scores = users[1:] @ items[cold_ids].t()  # every real user × the cold items
+    assert (scores.std(dim=0) > 1e-4).all()  # per cold item, not constant over users
+    assert (scores.std(dim=1) > 1e-4).all()  # per user, the cold items are told apart
