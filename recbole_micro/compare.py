@@ -212,15 +212,10 @@ def run_comparison(dataset, models, epochs=None, tuned=None, overrides=None, con
               file=sys.stderr)
     config_files = _config_files(config_files)
     path = json_path(out, dataset)
-    if append and os.path.isfile(path):
-        doc = load_results(path)
-        if doc["dataset"] != dataset:
-            raise ConfigError(f"{path} holds results for {doc['dataset']}, not {dataset}")
-    else:
-        doc = {"format": FORMAT, "dataset": dataset, "created": _now(), "order": [], "runs": {}}
-    doc.setdefault("commands", [])
-    if command and command not in doc["commands"]:
-        doc["commands"].append(command)
+    if append and os.path.isfile(path) and load_results(path)["dataset"] != dataset:
+        raise ConfigError(f"{path} holds results for another dataset than {dataset}")
+    mine, fresh = {}, not append
+    doc = None
     for index, model in enumerate(models, 1):
         prefix = f"[compare {index}/{len(models)}]"
         config_dict = dict(tuned.get(model, {}).get("params", {}))
@@ -229,8 +224,8 @@ def run_comparison(dataset, models, epochs=None, tuned=None, overrides=None, con
         try:
             entry = run_model(model, dataset, config_dict, config_files, prefix)
         except KeyboardInterrupt:
-            save_results(doc, out)
-            write_page(doc, out)
+            if mine:
+                _merge_and_save(dataset, out, mine, command, fresh)
             raise
         except Exception as error:  # noqa: BLE001 - one failing model must not lose the others' results
             if not isinstance(error, RecboleMicroError):
@@ -242,11 +237,30 @@ def run_comparison(dataset, models, epochs=None, tuned=None, overrides=None, con
         entry["tuned_from"] = {k: v for k, v in tuned[model].items() if k != "params"} if model in tuned else None
         entry["command"] = command
         entry["finished"] = _now()
+        mine[model] = entry
+        doc = _merge_and_save(dataset, out, mine, command, fresh)
+        fresh = False
+    return doc
+
+
+def _merge_and_save(dataset, out, mine, command, fresh):
+    r"""Save this job's runs: a fresh file on the first save of a non-append job, else merged into what is on
+    disk now (re-read before each save, so jobs appending to the same dataset side by side keep each other's
+    runs). Re-renders the page; returns the saved document."""
+    path = json_path(out, dataset)
+    if not fresh and os.path.isfile(path):
+        doc = load_results(path)
+    else:
+        doc = {"format": FORMAT, "dataset": dataset, "created": _now(), "order": [], "runs": {}}
+    doc.setdefault("commands", [])
+    if command and command not in doc["commands"]:
+        doc["commands"].append(command)
+    for model, entry in mine.items():
         doc["runs"][model] = entry
         if model not in doc["order"]:
             doc["order"].append(model)
-        save_results(doc, out)
-        write_page(doc, out)
+    save_results(doc, out)
+    write_page(doc, out)
     return doc
 
 
@@ -279,6 +293,15 @@ def _common_settings(runs):
         else:
             differing[key] = values
     return common, differing
+
+
+def _eval_every(common, runs):
+    """Validation interval as RecBole applies it: min(eval_step, epochs) (a budget below eval_step validates once)."""
+    step = common.get("eval_step")
+    budgets = {r["epoch_budget"] for r in runs}
+    if step is None or len(budgets) != 1:
+        return step if step is not None else "?"
+    return min(step, budgets.pop())
 
 
 def _split_text(settings):
@@ -327,7 +350,7 @@ def _caption(doc):
     epochs = ", ".join(f"{r['model']} {r['epochs_run']}/{r['epoch_budget']}" for r in runs)
     split = "fixed split files" if common.get("benchmark_filename") else "random split"
     caption = (f"{doc['dataset']}, {split}, seed {common.get('seed', 'per model')}, full ranking; selected on "
-               f"valid {runs[0]['valid_metric']}, validation every {common.get('eval_step', '?')} epochs, "
+               f"valid {runs[0]['valid_metric']}, validation every {_eval_every(common, runs)} epochs, "
                f"patience {common.get('stopping_step', '?')}; epochs run/budget: {epochs}.")
     if differing:
         caption += f" Settings differ across models: {', '.join(differing)}."
@@ -402,7 +425,7 @@ def _protocol_section(doc, runs):
         f"- **Seed:** {common.get('seed', 'differs')} (`reproducibility: {common.get('reproducibility')}`).",
         f"- **Training:** RecBole's trainer, batches of {common.get('train_batch_size', '?')} (user, positive, "
         f"negative) triples, negatives `{common.get('train_neg_sample_args')}`.",
-        f"- **Epoch budget:** {budget}; validation every {common.get('eval_step', '?')} epochs; early stopping "
+        f"- **Epoch budget:** {budget}; validation every {_eval_every(common, runs)} epochs; early stopping "
         f"after {common.get('stopping_step', '?')} validations without improvement of valid `{metric}`. Each "
         "model's epochs actually run and the epoch of its best validation are in the table: a model stopped by "
         "the budget rather than by early stopping may be under-trained.",

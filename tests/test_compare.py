@@ -124,3 +124,23 @@ def test_baby_page_labels_reference_numbers_and_features(compared):
         assert f"| {model} | {recall} |" in section
     # the published numbers never enter the results table
     assert "0.0992" not in page.split("## Published reference numbers", 1)[0]
+
+
+def test_side_by_side_append_jobs_keep_each_others_runs(compared, tmp_path, monkeypatch):
+    """Two jobs appending to one dataset: each save re-reads the file, so neither loses the other's runs."""
+    _, out, _, doc = compared
+    template = doc["runs"]["BPR"]
+
+    def fake_run_model(model, dataset, config_dict, config_files=None, prefix=""):
+        if model == "B":  # meanwhile, another job appends model X
+            compare.run_comparison("syn", ["X"], out=str(tmp_path), append=True, command="job 2")
+        return dict(template, model=model)
+
+    monkeypatch.setattr(compare, "run_model", fake_run_model)
+    compare.run_comparison("syn", ["A", "B"], out=str(tmp_path), append=True, command="job 1")
+    saved = json.loads((tmp_path / "syn.json").read_text())
+    assert saved["order"] == ["A", "X", "B"] and saved["commands"] == ["job 1", "job 2"]
+    assert [r[0] for r in table_rows((tmp_path / "syn.md").read_text())[1]] == ["A", "X", "B"]
+    # a job without --append starts a new file
+    compare.run_comparison("syn", ["C"], out=str(tmp_path), command="job 3")
+    assert json.loads((tmp_path / "syn.json").read_text())["order"] == ["C"]
