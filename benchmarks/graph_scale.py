@@ -75,7 +75,7 @@ def child_graphs(n, knn_chunk):
             "rss_after_build_mb": rss_build, "learned_step_s": learned_s, "peak_rss_mb": peak_rss_mb()}
 
 
-def child_train(n, steps, samples):
+def child_train(n, steps, samples, freeze=False):
     sys.argv = sys.argv[:1]
     from recbole.data import data_preparation
 
@@ -91,7 +91,8 @@ def child_train(n, steps, samples):
                            dims={"image": 2, "text": 2}, seed=0)
     config = Config("MICRO", "big", config_dict={
         "data_path": tmp, "checkpoint_dir": os.path.join(tmp, "saved"), "state": "ERROR", "show_progress": False,
-        "contrastive_mode": "sampled", "contrastive_samples": samples, "device": "cpu", "use_gpu": False})
+        "contrastive_mode": "sampled", "contrastive_samples": samples, "device": "cpu", "use_gpu": False,
+        "freeze_features": freeze})
     train_data, _, _ = data_preparation(config, create_dataset(config))
     dataset = train_data._dataset
     dataset.modality_features = generated_features(dataset.item_num)  # 1,024-d / 384-d, row 0 = [PAD]
@@ -132,6 +133,7 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--samples", type=int, default=1024)
     parser.add_argument("--knn-chunk", type=int, default=1024)
+    parser.add_argument("--freeze-features", action="store_true", help="train with freeze_features: True")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--child", choices=["graphs", "train"], help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -140,7 +142,7 @@ def main():
         print(json.dumps(child_graphs(args.n, args.knn_chunk)))
         return
     if args.child == "train":
-        print(json.dumps(child_train(args.n, args.steps, args.samples)))
+        print(json.dumps(child_train(args.n, args.steps, args.samples, args.freeze_features)))
         return
 
     rate = sgemm_gflops()
@@ -154,17 +156,19 @@ def main():
         print(rows[-1], flush=True)
     command = ".venv/bin/python benchmarks/graph_scale.py" + (
         f" --sizes {' '.join(map(str, args.sizes))}" if args.sizes != [7050, 23033, 100000] else "") + (
-        f" --train-items {args.train_items}" if args.train_items != 100000 else "")
+        f" --train-items {args.train_items}" if args.train_items != 100000 else "") + (
+        " --freeze-features" if args.freeze_features else "")
     out = [f"Machine: {machine()}; sgemm {rate:.0f} GFLOP/s (2048³, this run).", "", f"Command: `{command}`", "",
            f"Graphs (k = 10, sym, knn_chunk_size {args.knn_chunk}; each size in its own process):", "",
            table(["items", "features", "original graphs s", "their GFLOP (2·N²·Σd)", "learned graph step s",
                   "peak RSS MB", "one dense N×N float32 MB"], rows), ""]
     if args.train_items:
         t = in_child(["--child", "train", "--n", str(args.train_items), "--steps", str(args.steps),
-                      "--samples", str(args.samples)])
+                      "--samples", str(args.samples)] + (["--freeze-features"] if args.freeze_features else []))
         print(t, flush=True)
         out += [f"MICRO training on {t['n']:,} generated items ({t['users']:,} users, {t['train_interactions']:,} "
-                f"training interactions; features 1,024-d + 384-d, trainable), `contrastive_mode: sampled`, "
+                f"training interactions; features 1,024-d + 384-d, {'frozen' if args.freeze_features else 'trainable'}), "
+                f"`contrastive_mode: sampled`, "
                 f"{args.samples} negatives, batch 1024, {args.steps} steps timed:", "",
                 table(["data s", "model init s (original graphs)", "first step s", "step s", "batches",
                        "epoch s (extrapolated)", "peak RSS MB"],

@@ -24,7 +24,7 @@ def embedding_loss(reg_weight, *embeddings):
     return reg_weight * 0.5 * sum(e.pow(2).sum() for e in embeddings) / batch_size
 
 
-def contrastive_loss(z1, z2, temperature=0.5, chunk_size=4096, negatives=None):
+def contrastive_loss(z1, z2, temperature=0.5, chunk_size=4096, negatives=None, population=None):
     r"""GRACE-style InfoNCE of MICRO (Eq. 11–12): one direction, cosine similarity c, temperature τ.
 
     ℓ_i = −log( e^{c(z1_i, z2_i)/τ} / (Σ_{j≠i} e^{c(z1_i, z1_j)/τ} + Σ_j e^{c(z1_i, z2_j)/τ}) ),
@@ -33,13 +33,16 @@ def contrastive_loss(z1, z2, temperature=0.5, chunk_size=4096, negatives=None):
     ``negatives`` (LongTensor of distinct row ids, see ``sample_negatives``) restricts the two sums to those
     rows, re-weighted by (N − 1)/|S∖{i}| so that they estimate the full sums; the positive always
     stays in the denominator. With every row as negative (``torch.arange(N)``) this IS the full loss.
+    ``population`` (default N): when z1, z2 are themselves a uniform sample of M rows out of a larger
+    population, the sums over the M − 1 other rows are re-weighted by (population − 1)/(M − 1), the
+    estimate of the population's sums (the bounded ``sampled`` mode of MICRO).
     The normalisation is done here, by autograd; ``InfoNCE`` differentiates the rest analytically.
     """
     z1 = F.normalize(z1, p=2, dim=1)
     z2 = F.normalize(z2, p=2, dim=1)
     if negatives is None:
         negatives = torch.arange(z1.shape[0], device=z1.device)
-    return InfoNCE.apply(z1, z2, negatives, float(temperature), int(chunk_size))
+    return InfoNCE.apply(z1, z2, negatives, float(temperature), int(chunk_size), population or z1.shape[0])
 
 
 def sample_negatives(n, samples, device=None, generator=None):
@@ -66,7 +69,7 @@ class InfoNCE(torch.autograd.Function):
     r"""The contrastive loss on L2-normalised rows, with its analytic gradient, in anchor chunks.
 
     Notation: a_i = z1_i (anchor, unit norm), S = negative row ids (M of them; all N by default),
-    K_i = S ∖ {i}, r_i = (N − 1)/|K_i| (= 1 when S = all rows), τ the temperature, and
+    K_i = S ∖ {i}, r_i = (P − 1)/|K_i| with P the population (= N by default; r_i = 1 when S = all rows), τ the temperature, and
 
         p_i = a_i·z2_i / τ,   s¹_ij = a_i·z1_j / τ,   s²_ij = a_i·z2_j / τ,
         D_i = e^{p_i} + r_i Σ_{j∈K_i} (e^{s¹_ij} + e^{s²_ij}),
@@ -92,7 +95,7 @@ class InfoNCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z1, z2, negatives, temperature, chunk_size):
+    def forward(ctx, z1, z2, negatives, temperature, chunk_size, population):
         n, m = z1.shape[0], negatives.shape[0]
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         keys = torch.cat([z1.index_select(0, negatives), z2.index_select(0, negatives)])  # B: 2M × d
@@ -100,7 +103,7 @@ class InfoNCE(torch.autograd.Function):
         slot = torch.full((n,), -1, dtype=torch.long, device=z1.device)
         slot[negatives] = torch.arange(m, device=z1.device)
         in_sample = (slot >= 0).to(z1.dtype)
-        ratio = (n - 1) / (m - in_sample).clamp_min(1.0)  # r_i
+        ratio = (population - 1) / (m - in_sample).clamp_min(1.0)  # r_i
         inv_tau = 1.0 / temperature
         anchors = z1 * inv_tau  # s = (a_i / τ)·b_j
         positive = (z1 * z2).sum(1) * inv_tau  # p_i
@@ -143,7 +146,7 @@ class InfoNCE(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
         grad_z1, grad_z2 = ctx.saved_tensors
-        return grad_output * grad_z1, grad_output * grad_z2, None, None, None
+        return grad_output * grad_z1, grad_output * grad_z2, None, None, None, None
 
 
 def contrastive_loss_autograd(z1, z2, temperature=0.5, chunk_size=4096):

@@ -86,13 +86,15 @@ class MICRO(MultimodalGraphRecommender):
         u, i_pos, i_neg = users[user], items[pos], items[neg]
         loss_bpr = bpr_loss(u, i_pos, i_neg)
         loss_emb = embedding_loss(self.reg_weight, u, i_pos, i_neg)
-        # contrastive fusion over all real items (row 0 is [PAD]); sampled mode: one uniform set of
-        # negatives per step, shared by the modalities
-        negatives = None
+        # contrastive fusion over all real items (row 0 is [PAD]); sampled mode: one uniform sample of
+        # contrastive_samples items per step, shared by the modalities, serves as anchors and negatives
+        z_fused, z_modal, population = fused[1:], [h_m[1:] for h_m in modality_embeddings], None
         if self.contrastive_mode == "sampled":
-            negatives = sample_negatives(fused.shape[0] - 1, int(self.contrastive_samples), fused.device)
+            population = z_fused.shape[0]
+            sample = sample_negatives(population, int(self.contrastive_samples), fused.device)
+            z_fused, z_modal = z_fused[sample], [z[sample] for z in z_modal]
         loss_cl = sum(
-            contrastive_loss(h_m[1:], fused[1:], self.temperature, self.contrastive_chunk_size, negatives)
-            for h_m in modality_embeddings
+            contrastive_loss(z, z_fused, self.temperature, self.contrastive_chunk_size, population=population)
+            for z in z_modal
         )
         return loss_bpr, loss_emb, self.loss_ratio * loss_cl
