@@ -18,7 +18,8 @@ def _train(args, overrides):
 
     sys.argv = [sys.argv[0]] + overrides  # RecBole's Config reads --key=value from sys.argv
     config_files = args.config_files.split(",") if args.config_files else None
-    result = run_recbole_micro(model=args.model, dataset=args.dataset, config_file_list=config_files)
+    result = run_recbole_micro(model=args.model, dataset=args.dataset, config_file_list=config_files,
+                               resume=args.resume)
     print(f"\n{result['model']} on {result['dataset']} ({result['epochs_run']} epochs, "
           f"{result['seconds_per_epoch']:.2f} s/epoch); checkpoint {result['checkpoint']}")
     print(metrics_table(result))
@@ -34,6 +35,8 @@ def build_parser():
     parser.add_argument("--model", "-m", default="MICRO", help="model name: MICRO, LATTICE or any RecBole model (default MICRO)")
     parser.add_argument("--dataset", "-d", default=None, help="dataset name under data_path (default: the embedded ml-100k-mm)")
     parser.add_argument("--config_files", default=None, help="comma-separated yaml config files")
+    parser.add_argument("--resume", default=None, metavar="CHECKPOINT",
+                        help="continue an interrupted run from its checkpoint (<model>-<time>-last.pth or the best one)")
     return parser
 
 

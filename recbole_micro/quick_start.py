@@ -16,7 +16,7 @@ import torch
 from recbole.data import data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
-from recbole_micro.checkpoint import load_checkpoint
+from recbole_micro.checkpoint import load_checkpoint, load_state
 from recbole_micro.config import Config
 from recbole_micro.utils import create_dataset, get_model, get_trainer
 
@@ -117,7 +117,9 @@ def run_recbole_micro(model=None, dataset=None, config_file_list=None, config_di
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):
-    r"""Objective for RecBole's ``HyperTuning``: one quiet training run, selected on validation."""
+    r"""Objective for RecBole's ``HyperTuning``: one quiet training run, selected on validation
+    (no resume checkpoints: a trial that dies is simply re-run)."""
+    config_dict = {"last_checkpoint_step": 0, **(config_dict or {})}
     config, net, trainer, (train_data, valid_data, test_data) = build(
         config_file_list=config_file_list, config_dict=config_dict, quiet=True
     )
@@ -155,10 +157,8 @@ def load_data_and_model(model_file):
     train_data, valid_data, test_data = data_preparation(config, data)
     init_seed(config["seed"], config["reproducibility"])
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    net.load_state_dict(checkpoint["state_dict"])
-    net.load_other_parameter(checkpoint.get("other_parameter"))
+    load_state(net, checkpoint, model_file)  # one clear error when the data changed since training
     return config, net, data, train_data, valid_data, test_data
-
 
 
 # ------------------------------------------------------------------------------ multi-process training
