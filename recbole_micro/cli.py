@@ -53,16 +53,28 @@ def main(argv=None):
         pass
     name = argv.pop(0) if argv and argv[0] in commands else "train"
     make_parser, action = commands[name]
-    args, unknown = make_parser().parse_known_args(argv)
-    bad = [a for a in unknown if not (a.startswith("--") and "=" in a)]
-    if bad:
-        make_parser().error(f"unrecognised arguments {bad}; config overrides are written --key=value")
+    args, unknown = parse_overrides(make_parser(), argv)
     if getattr(args, "dataset", "unset") is None:
         from recbole_micro.data.default import DEFAULT_DATASET
 
         args.dataset = DEFAULT_DATASET
+    return exit_on_bad_input(action, args, unknown)
+
+
+def parse_overrides(parser, argv):
+    """``(args, overrides)``: the parser's options plus RecBole ``--key=value`` config overrides;
+    anything else is a usage error."""
+    args, unknown = parser.parse_known_args(argv)
+    bad = [a for a in unknown if not (a.startswith("--") and "=" in a)]
+    if bad:
+        parser.error(f"unrecognised arguments {bad}; config overrides are written --key=value")
+    return args, unknown
+
+
+def exit_on_bad_input(action, *args):
+    """Run ``action``; a ``RecboleMicroError`` (bad input) becomes one stderr line and exit status 2."""
     try:
-        return action(args, unknown)
+        return action(*args)
     except RecboleMicroError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -551,14 +551,8 @@ def run(args, overrides, prog="run_compare.py", argv=None):
 
 
 def main(argv=None, prog="run_compare.py"):
+    from recbole_micro.cli import exit_on_bad_input, parse_overrides
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(prog)
-    args, unknown = parser.parse_known_args(argv)
-    bad = [a for a in unknown if not (a.startswith("--") and "=" in a)]
-    if bad:
-        parser.error(f"unrecognised arguments {bad}; config overrides are written --key=value")
-    try:
-        return run(args, unknown, prog, argv)
-    except RecboleMicroError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    args, unknown = parse_overrides(build_parser(prog), argv)
+    return exit_on_bad_input(run, args, unknown, prog, argv)

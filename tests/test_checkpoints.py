@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import REPO, run_config
-from recbole_micro.checkpoint import load_checkpoint, save_checkpoint
+from recbole_micro.checkpoint import load_checkpoint
 from recbole_micro.errors import CheckpointError
 from recbole_micro.quick_start import build, load_data_and_model, run_recbole_micro
 from recbole_micro.trainer import NonFiniteLossError, SafeCheckpointMixin

@@ -7,7 +7,6 @@ converter → atomic files → RecBole remap → MultimodalDataset → MICRO.ori
 """
 
 import numpy as np
-import pytest
 
 from conftest import run_config
 from recbole_micro.data import convert_lattice
