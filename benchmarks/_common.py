@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmarks: machine description, sgemm rate, peak RSS, RESULTS.md sections."""
+"""Shared helpers of the benchmarks: machine description, sgemm rate, peak RSS, timed training steps,
+RESULTS.md sections."""
 
 import os
 import platform
@@ -42,6 +43,26 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def time_training_steps(model, trainer, train_data, steps):
+    """Time the first ``steps`` training steps (zero_grad, loss, backward, optimizer step) in training mode; the
+    epoch is extrapolated as first step + (batches − 1) × mean of the others. Returns seconds and batches as
+    ``{"first", "step", "batches", "epoch"}``."""
+    model.train()
+    times = []
+    for index, batch in enumerate(train_data):
+        if index == steps:
+            break
+        start = time.perf_counter()
+        trainer.optimizer.zero_grad()
+        losses = model.calculate_loss(batch)
+        sum(losses).backward() if isinstance(losses, tuple) else losses.backward()
+        trainer.optimizer.step()
+        times.append(time.perf_counter() - start)
+    batches = len(train_data)
+    rest = sum(times[1:]) / max(1, len(times) - 1)
+    return {"first": times[0], "step": rest, "batches": batches, "epoch": times[0] + (batches - 1) * rest}
+
+
 def write_section(name, text):
     """Replace (or append) the section ``name`` of RESULTS.md."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -59,3 +80,12 @@ def table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def report(section, title, lines, write=True):
+    """Print ``## title`` followed by ``lines``; unless ``write`` is false, also write it as section ``section``
+    of RESULTS.md."""
+    text = f"## {title}\n\n" + "\n".join(lines)
+    print(text)
+    if write:
+        write_section(section, text)

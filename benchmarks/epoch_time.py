@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import machine, peak_rss_mb, sgemm_gflops, table, write_section  # noqa: E402
+from _common import machine, peak_rss_mb, report, sgemm_gflops, table, time_training_steps  # noqa: E402
 
 from recbole_micro.model.losses import contrastive_loss, contrastive_loss_autograd  # noqa: E402
 
@@ -54,20 +54,7 @@ def time_steps(model_name, extra, data_path, steps):
     config_dict = {"data_path": data_path, "checkpoint_dir": os.path.join(data_path, "saved"), "state": "ERROR",
                    "show_progress": False, **extra}
     config, model, trainer, (train_data, _, _) = build(model_name, "baby", config_dict=config_dict, quiet=True)
-    model.train()
-    times = []
-    for index, batch in enumerate(train_data):
-        if index == steps:
-            break
-        start = time.perf_counter()
-        trainer.optimizer.zero_grad()
-        losses = model.calculate_loss(batch)
-        sum(losses).backward() if isinstance(losses, tuple) else losses.backward()
-        trainer.optimizer.step()
-        times.append(time.perf_counter() - start)
-    batches = len(train_data)
-    rest = sum(times[1:]) / max(1, len(times) - 1)
-    return {"first": times[0], "step": rest, "batches": batches, "epoch": times[0] + (batches - 1) * rest}
+    return time_training_steps(model, trainer, train_data, steps)
 
 
 def train_runs(data_path, epochs):
@@ -126,10 +113,7 @@ def main():
     else:
         out += ["Accuracy of sampled vs full after the same number of epochs (long on this CPU): "
                 "`.venv/bin/python benchmarks/epoch_time.py --epochs 50`.", ""]
-    text = "## Epoch time on Amazon Baby\n\n" + "\n".join(out)
-    print(text)
-    if not args.no_write:
-        write_section("epoch_time", text)
+    report("epoch_time", "Epoch time on Amazon Baby", out, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from _common import machine, peak_rss_mb, sgemm_gflops, table, write_section  # noqa: E402
+from _common import machine, peak_rss_mb, report, sgemm_gflops, table, time_training_steps  # noqa: E402
 
 BABY = os.path.join("..", "shared", "data", "baby")
 DIMS = {"image": 1024, "text": 384}
@@ -100,22 +100,10 @@ def child_train(n, steps, samples, freeze=False):
     start = time.perf_counter()
     model = MICRO(config, dataset)
     init_s = time.perf_counter() - start
-    trainer = MICROTrainer(config, model)
-    model.train()
-    times = []
-    for index, batch in enumerate(train_data):
-        if index == steps:
-            break
-        start = time.perf_counter()
-        trainer.optimizer.zero_grad()
-        sum(model.calculate_loss(batch)).backward()
-        trainer.optimizer.step()
-        times.append(time.perf_counter() - start)
-    rest = sum(times[1:]) / max(1, len(times) - 1)
+    timed = time_training_steps(model, MICROTrainer(config, model), train_data, steps)
     return {"n": dataset.item_num - 1, "users": dataset.user_num - 1, "train_interactions": len(dataset),
-            "data_s": data_s, "model_init_s": init_s, "first_step_s": times[0], "step_s": rest,
-            "batches": len(train_data), "epoch_s": times[0] + (len(train_data) - 1) * rest,
-            "peak_rss_mb": peak_rss_mb()}
+            "data_s": data_s, "model_init_s": init_s, "first_step_s": timed["first"], "step_s": timed["step"],
+            "batches": timed["batches"], "epoch_s": timed["epoch"], "peak_rss_mb": peak_rss_mb()}
 
 
 def in_child(args):
@@ -174,10 +162,7 @@ def main():
                        "epoch s (extrapolated)", "peak RSS MB"],
                       [(f"{t['data_s']:.0f}", f"{t['model_init_s']:.0f}", f"{t['first_step_s']:.1f}",
                         f"{t['step_s']:.2f}", t["batches"], f"{t['epoch_s']:.0f}", f"{t['peak_rss_mb']:.0f}")]), ""]
-    text = "## Graph build and memory vs catalogue size\n\n" + "\n".join(out)
-    print(text)
-    if not args.no_write:
-        write_section("graph_scale", text)
+    report("graph_scale", "Graph build and memory vs catalogue size", out, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -59,3 +59,18 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent: the real Amazon data is only available beside the repository")
     return SHARED_DATA
+
+
+def train_on_synthetic(tmp_path_factory, prefix, dataset_kwargs, train):
+    """For module-scoped fixtures (``clean_argv`` does not reach them): a fresh directory ``prefix``, a generated
+    dataset ``syn`` in it, and ``train(root)`` run with a clean ``sys.argv``; returns ``(root, train(root))``."""
+    from recbole_micro.data.synthetic import make_synthetic_dataset
+
+    argv, sys.argv = sys.argv, [sys.argv[0]]
+    try:
+        root = tmp_path_factory.mktemp(prefix)
+        make_synthetic_dataset(str(root), "syn", **dataset_kwargs)
+        result = train(root)
+    finally:
+        sys.argv = argv
+    return root, result

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, run_config
+from conftest import REPO, run_config, train_on_synthetic
 from recbole_micro.checkpoint import load_checkpoint
 from recbole_micro.errors import CheckpointError
 from recbole_micro.quick_start import build, load_data_and_model, run_recbole_micro
@@ -32,16 +32,7 @@ def run(root, name="syn", tag="run", **overrides):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One uninterrupted 5-epoch run on a small generated dataset (shared by the tests below)."""
-    from recbole_micro.data.synthetic import make_synthetic_dataset
-
-    argv, sys.argv = sys.argv, [sys.argv[0]]
-    try:
-        root = tmp_path_factory.mktemp("ckpt")
-        make_synthetic_dataset(str(root), "syn", **SMALL)
-        result = run(root, tag="first")
-    finally:
-        sys.argv = argv
-    return root, result
+    return train_on_synthetic(tmp_path_factory, "ckpt", SMALL, lambda root: run(root, tag="first"))
 
 
 # ------------------------------------------------------------------------------------------ save/load

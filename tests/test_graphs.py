@@ -5,44 +5,13 @@ formulas of ``../shared/design/micro.md`` §1–3: chunked top-k, normalisations
 import pytest
 import torch
 
+from dense_reference import dense_cosine, dense_knn, dense_normalise
 from recbole_micro.model import graphs
 
 TOL = 1e-6
 
 
 # ------------------------------------------------------------------------------ dense references
-def dense_cosine(x):
-    """S_ij = x_i·x_j / (‖x_i‖‖x_j‖); 0 wherever either row is all zero."""
-    norms = x.norm(dim=1)
-    s = (x @ x.t()) / (norms[:, None] * norms[None, :])
-    zero = (norms[:, None] == 0) | (norms[None, :] == 0)
-    return torch.where(zero, torch.zeros_like(s), s)
-
-
-def dense_normalise(a, norm_type):
-    """sym: D^-1/2 A D^-1/2, rw: D^-1 A, with D = row sums; a row sum ≤ 0 gives weight 0."""
-    d = a.sum(1)
-    positive = d > 0
-    safe = torch.where(positive, d, torch.ones_like(d))
-    if norm_type == "sym":
-        inv = torch.where(positive, safe ** -0.5, torch.zeros_like(d))
-        return inv[:, None] * a * inv[None, :]
-    if norm_type == "rw":
-        inv = torch.where(positive, 1.0 / safe, torch.zeros_like(d))
-        return inv[:, None] * a
-    return a
-
-
-def dense_knn(x, k, norm_type="sym", index=None):
-    """Dense cosine → torch.topk → scatter into zeros → normalise. ``index`` forces the kept edges
-    (used where ties make the choice of edges arbitrary)."""
-    s = dense_cosine(x)
-    if index is None:
-        index = s.topk(k, dim=1).indices
-    a = torch.zeros_like(s).scatter(1, index, s.gather(1, index))
-    return dense_normalise(a, norm_type)
-
-
 def assert_valid_topk(index, x, k):
     """Tie-robust check of a top-k index (N, k): distinct columns, the sorted kept similarities equal
     the dense top-k values, and every kept similarity is ≥ the row's k-th largest."""

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from recbole.data.interaction import Interaction
 
 from conftest import run_config
+from dense_reference import dense_knn, dense_lightgcn, dense_sym, padded
 from recbole_micro.model import graphs
 from recbole_micro.model.lattice import LATTICE
 from recbole_micro.quick_start import build, run_recbole_micro
@@ -19,31 +20,6 @@ TOL = 1e-5
 
 
 # ------------------------------------------------------------------------------ dense references
-def dense_cosine(x):
-    n = x.norm(dim=1)
-    return (x @ x.t()) / (n[:, None] * n[None, :])
-
-
-def dense_knn(x, k):
-    """UNnormalised kNN graph of cos(x): the k largest similarities of each row, the rest 0."""
-    s = dense_cosine(x)
-    top = s.topk(k, dim=1)
-    return torch.zeros_like(s).scatter(1, top.indices, top.values)
-
-
-def dense_sym(a):
-    d = a.sum(1)
-    inv = torch.where(d > 0, d.clamp_min(1e-30) ** -0.5, torch.zeros_like(d))
-    return inv[:, None] * a * inv[None, :]
-
-
-def padded(a):
-    """Embed an (N−1)² graph with an empty [PAD] row/column 0."""
-    out = torch.zeros(a.shape[0] + 1, a.shape[1] + 1, dtype=a.dtype)
-    out[1:, 1:] = a
-    return out
-
-
 def dense_item_graph(model, params=None):
     """A = (1−λ) symnorm(Σ_m α_m kNN(W_m E_m + b_m)) + λ Σ_m α_m symnorm(kNN(E_m)), dense, with autograd
     through ``params`` (default: the model's own parameters)."""
@@ -54,33 +30,19 @@ def dense_item_graph(model, params=None):
     for j, m in enumerate(model.modalities):
         raw = p[f"features.{m}.weight"]
         projected = raw @ p[f"projections.{m}.weight"].t() + p[f"projections.{m}.bias"]
-        learned = learned + alpha[j] * dense_knn(projected[1:], k)
-        original = original + alpha[j] * dense_sym(dense_knn(raw[1:].detach(), k))
+        learned = learned + alpha[j] * dense_knn(projected[1:], k, "none")
+        original = original + alpha[j] * dense_knn(raw[1:].detach(), k, "sym")
     return padded((1 - model.lambda_coeff) * dense_sym(learned) + model.lambda_coeff * original)
-
-
-def dense_interactions(dataset, n_users, n_items):
-    r = torch.zeros(n_users, n_items)
-    r[dataset.inter_feat[dataset.uid_field], dataset.inter_feat[dataset.iid_field]] = 1.0
-    a = torch.zeros(n_users + n_items, n_users + n_items)
-    a[:n_users, n_users:] = r
-    a[n_users:, :n_users] = r.t()
-    return a
 
 
 def dense_forward(model, train_dataset):
     """LightGCN on D^-1(A+I), 2 layers, mean of E⁰..E²; ĩ = i_CF + h/‖h‖ with h = A X_i."""
-    U, N = model.n_users, model.n_items
     xu, xi = model.user_embedding.weight.detach(), model.item_embedding.weight.detach()
-    a = dense_interactions(train_dataset, U, N) + torch.eye(U + N)
-    a_hat = a / a.sum(1, keepdim=True)
-    e0 = torch.cat([xu, xi])
-    e1 = a_hat @ e0
-    out = (e0 + e1 + a_hat @ e1) / 3
+    users, items_cf = dense_lightgcn(train_dataset, xu, xi)
     with torch.no_grad():
         h = dense_item_graph(model) @ xi
-    items = out[U:] + h / h.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return out[:U], items, h
+    items = items_cf + h / h.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return users, items, h
 
 
 # ------------------------------------------------------------------------------ model factory
@@ -148,7 +110,7 @@ def test_learned_part_is_normalised_once_after_the_sum(make_model):
         adj = model.learned_adj().to_dense()
         alpha = model.modality_weights()
         per_modality = sum(
-            alpha[j] * padded(dense_sym(dense_knn(model.projected_features(m)[1:], model.knn_k)))
+            alpha[j] * padded(dense_knn(model.projected_features(m)[1:], model.knn_k, "sym"))
             for j, m in enumerate(model.modalities)
         )
     torch.testing.assert_close(adj, dense_item_graph(model).detach(), atol=1e-6, rtol=0)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from recbole.data.interaction import Interaction
 
 from conftest import run_config
+from dense_reference import dense_interactions, dense_knn, dense_lightgcn, dense_sym, padded
 from recbole_micro.model.losses import contrastive_loss
 from recbole_micro.quick_start import build
 
@@ -15,37 +16,9 @@ TOL = 1e-5
 
 
 # ------------------------------------------------------------------------------ dense references
-def dense_cosine(x):
-    norms = x.norm(dim=1)
-    s = (x @ x.t()) / (norms[:, None] * norms[None, :])
-    zero = (norms[:, None] == 0) | (norms[None, :] == 0)
-    return torch.where(zero, torch.zeros_like(s), s)
-
-
-def dense_sym(a):
-    d = a.sum(1)
-    inv = torch.where(d > 0, d.clamp_min(1e-30) ** -0.5, torch.zeros_like(d))
-    return inv[:, None] * a * inv[None, :]
-
-
 def dense_knn_sym_padded(x, k):
     """D^-1/2 kNN(cos(x[1:])) D^-1/2, embedded with an empty [PAD] row/column 0."""
-    s = dense_cosine(x[1:])
-    top = s.topk(k, dim=1)
-    a = torch.zeros_like(s).scatter(1, top.indices, top.values)
-    out = torch.zeros(x.shape[0], x.shape[0], dtype=x.dtype)
-    out[1:, 1:] = dense_sym(a)
-    return out
-
-
-def dense_interactions(dataset, n_users, n_items):
-    """Dense bipartite adjacency [[0, R], [Rᵀ, 0]] of the TRAINING interactions."""
-    r = torch.zeros(n_users, n_items)
-    r[dataset.inter_feat[dataset.uid_field], dataset.inter_feat[dataset.iid_field]] = 1.0
-    a = torch.zeros(n_users + n_items, n_users + n_items)
-    a[:n_users, n_users:] = r
-    a[n_users:, :n_users] = r.t()
-    return a
+    return padded(dense_knn(x[1:], k, "sym"))
 
 
 def dense_item_graphs(model):
@@ -70,20 +43,14 @@ def dense_fuse(model, hs):
 
 def dense_forward(model, train_dataset):
     """Final user/item embeddings (LightGCN on D^-1(A+I), 2 layers, mean of E⁰..E²) + H_m + h."""
-    U, N = model.n_users, model.n_items
     xu, xi = model.user_embedding.weight.detach(), model.item_embedding.weight.detach()
-    a = dense_interactions(train_dataset, U, N) + torch.eye(U + N)
-    a_hat = a / a.sum(1, keepdim=True)
-    e0 = torch.cat([xu, xi])
-    e1 = a_hat @ e0
-    e2 = a_hat @ e1
-    out = (e0 + e1 + e2) / 3
+    users, items_cf = dense_lightgcn(train_dataset, xu, xi)
     item_adj = dense_item_graphs(model)
     hs = [item_adj[m] @ xi for m in model.modalities]  # n_item_layers = 1
     h = dense_fuse(model, hs)
     # h / ‖h‖ (the [PAD] row of h is 0 and stays 0: ‖h‖ is floored at 1e-12 as F.normalize does)
-    items = out[U:] + h / h.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return out[:U], items, hs, h
+    items = items_cf + h / h.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return users, items, hs, h
 
 
 def dense_contrastive(z1, z2, tau):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, run_config
+from conftest import REPO, run_config, train_on_synthetic
 from recbole_micro.cli import main as cli_main
 from recbole_micro.commands import COMMANDS
 from recbole_micro.errors import CheckpointError, ConfigError
@@ -20,17 +20,11 @@ SMALL = dict(n_users=40, n_items=50, n_clusters=5, per_user=(6, 10), dims={"imag
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from recbole_micro.data.synthetic import make_synthetic_dataset
-
-    argv, sys.argv = sys.argv, [sys.argv[0]]
-    try:
-        root = tmp_path_factory.mktemp("rec")
-        make_synthetic_dataset(str(root), "syn", **SMALL)
+    def train(root):
         config = run_config(root, epochs=2, eval_step=1, train_batch_size=128)
-        result = run_recbole_micro(model="MICRO", dataset="syn", config_dict=config)
-    finally:
-        sys.argv = argv
-    return root, result["checkpoint"]
+        return run_recbole_micro(model="MICRO", dataset="syn", config_dict=config)["checkpoint"]
+
+    return train_on_synthetic(tmp_path_factory, "rec", SMALL, train)
 
 
 def history(root, *splits):
