@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 # * numpy < 2: RecBole uses removed aliases, and checkpoints pickle numpy 1.x scalars.
 # * pandas < 3: pandas 3's copy-on-write turns RecBole's ``fillna(inplace=True)`` into a no-op.
 # * scipy < 1.13: LightGCN's graph code calls ``dok_matrix._update``, removed in 1.13.
-# * hyperopt < 0.2.7: 0.2.7 changed the exhaustive-search API RecBole's HyperTuning uses.
+# * hyperopt 0.2.5: 0.2.7 changed the exhaustive-search API RecBole's HyperTuning uses; 0.2.6 is untested.
 # * setuptools < 81: ray and hyperopt import ``pkg_resources``.
 # * torch >= 2.6 (weights_only loading): handled by recbole_micro/checkpoint.py. Install torch first
 #   and pinned (``pip install torch==2.13.0``): an open range would pull a multi-GB CUDA build.
@@ -16,7 +16,7 @@ INSTALL_REQUIRES = [
     "numpy>=1.24,<2",
     "pandas>=2.0,<3",
     "scipy>=1.10,<1.13",
-    "hyperopt>=0.2.5,<0.2.7",
+    "hyperopt==0.2.5",
     "setuptools<81",
     "matplotlib>=3.7",
 ]
