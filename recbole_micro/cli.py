@@ -71,6 +71,14 @@ def parse_overrides(parser, argv):
     return args, unknown
 
 
+def standalone(build_parser, run, prog, argv=None):
+    """Entry point of a stand-alone script (``run_compare.py``, ``run_hyper.py``): parse, then
+    ``run(args, overrides, prog, argv)`` with bad input reported as one line."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, unknown = parse_overrides(build_parser(prog), argv)
+    return exit_on_bad_input(run, args, unknown, prog, argv)
+
+
 def exit_on_bad_input(action, *args):
     """Run ``action``; a ``RecboleMicroError`` (bad input) becomes one stderr line and exit status 2."""
     try:

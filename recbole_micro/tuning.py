@@ -590,8 +590,6 @@ def run(args, overrides, prog="run_hyper.py", argv=None):
 
 
 def main(argv=None, prog="run_hyper.py"):
-    from recbole_micro.cli import exit_on_bad_input, parse_overrides
+    from recbole_micro.cli import standalone
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args, unknown = parse_overrides(build_parser(prog), argv)
-    return exit_on_bad_input(run, args, unknown, prog, argv)
+    return standalone(build_parser, run, prog, argv)

@@ -205,6 +205,8 @@ def test_unknown_missing_feature_rule(tmp_path, syn):
     ("lambda_coeff", 1.5, "a number in [0, 1]"),
     ("lambda_coeff", -0.1, "a number in [0, 1]"),
     ("cf_model", "gcn", "one of ['lightgcn', 'ngcf', 'mf']"),
+    ("contrastive_mode", "approx", "one of ['full', 'sampled']"),
+    ("contrastive_samples", 1, "an integer >= 2"),
 ])
 def test_bad_model_keys(tmp_path, syn, key, value, expected):
     with pytest.raises(ConfigError) as info:

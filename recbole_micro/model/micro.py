@@ -13,9 +13,8 @@ import torch.nn as nn
 from recbole.model.init import xavier_uniform_initialization
 
 from recbole_micro.model import graphs
-from recbole_micro.errors import ConfigError
 from recbole_micro.model.losses import (
-    CONTRASTIVE_MODES, bpr_loss, contrastive_loss, embedding_loss, sample_negatives,
+    bpr_loss, contrastive_loss, embedding_loss, sample_negatives,
 )
 from recbole_micro.model.multimodal import MultimodalGraphRecommender
 
@@ -38,14 +37,10 @@ class MICRO(MultimodalGraphRecommender):
         self.loss_ratio = config["loss_ratio"]
         self.temperature = config["temperature"]
         self.contrastive_chunk_size = config["contrastive_chunk_size"]
-        # full: the exact reference loss over all items; sampled: contrastive_samples negatives per step
+        # full: the exact reference loss over all items; sampled: contrastive_samples items per step
+        # as anchors and negatives (validated in model/validation.py)
         self.contrastive_mode = config["contrastive_mode"] or "full"
-        self.contrastive_samples = config["contrastive_samples"] or 1024
-        if self.contrastive_mode not in CONTRASTIVE_MODES or int(self.contrastive_samples) < 2:
-            raise ConfigError(
-                f"config keys 'contrastive_mode' / 'contrastive_samples' are {self.contrastive_mode!r} / "
-                f"{self.contrastive_samples!r}; they must be one of {list(CONTRASTIVE_MODES)} / an integer >= 2"
-            )
+        self.contrastive_samples = int(config["contrastive_samples"] or 1024)
 
         self.init_cf(config, dataset)  # X_u, X_i and the CF backbone (shared with LATTICE)
         # attention query q(x) = w_2ᵀ tanh(W_1 x + b_1), shared by the modalities (Eq. 9)

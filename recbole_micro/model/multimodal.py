@@ -93,7 +93,7 @@ class MultimodalGraphRecommender(GeneralRecommender):
         if self._graph_stale or self.item_adj is None or not self.training:
             self.item_adj = self.learned_adj()
             self._graph_stale = False
-        elif self.training:
+        else:
             self.item_adj = _detached(self.item_adj)
         return self.item_adj
 

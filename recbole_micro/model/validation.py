@@ -5,6 +5,7 @@ import difflib
 from recbole_micro.errors import ConfigError, FeatureError
 from recbole_micro.model.backbones import CF_MODELS, UI_NORMS
 from recbole_micro.model.graphs import NORM_TYPES
+from recbole_micro.model.losses import CONTRASTIVE_MODES
 
 
 def _require(ok, key, value, rule):
@@ -53,5 +54,10 @@ def check_micro_config(config, dataset):
     for key in ("reg_weight", "loss_ratio"):
         if key in config:
             _require(isinstance(config[key], (int, float)) and config[key] >= 0, key, config[key], "a number >= 0")
+    if "contrastive_mode" in config:
+        _require((config["contrastive_mode"] or "full") in CONTRASTIVE_MODES, "contrastive_mode",
+                 config["contrastive_mode"], f"one of {list(CONTRASTIVE_MODES)}")
+        samples = config["contrastive_samples"] or 1024
+        _require(isinstance(samples, int) and samples >= 2, "contrastive_samples", samples, "an integer >= 2")
     if "temperature" in config:
         _require(isinstance(config["temperature"], (int, float)) and config["temperature"] > 0, "temperature", config["temperature"], "a number > 0")
