@@ -17,7 +17,7 @@ def _train(args, overrides):
     from recbole_micro.report import metrics_table
 
     sys.argv = [sys.argv[0]] + overrides  # RecBole's Config reads --key=value from sys.argv
-    config_files = args.config_files.split(",") if args.config_files else None
+    config_files = [f.strip() for f in args.config_files.split(",") if f.strip()] if args.config_files else None
     result = run_recbole_micro(model=args.model, dataset=args.dataset, config_file_list=config_files,
                                resume=args.resume)
     print(f"\n{result['model']} on {result['dataset']} ({result['epochs_run']} epochs, "

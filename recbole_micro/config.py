@@ -10,7 +10,8 @@ import os
 
 from recbole.config import Config as RecBoleConfig
 
-from recbole_micro.data.locate import ensure_dataset
+from recbole_micro.data.dataset import parse_modalities
+from recbole_micro.data.locate import check_yaml_file, ensure_dataset
 from recbole_micro.utils import PROPERTIES_DIR, get_model
 
 
@@ -93,8 +94,16 @@ class Config(RecBoleConfig):
             self.final_config_dict["show_progress"] = False
             self.final_config_dict["verbose"] = False
 
+    def _load_config_files(self, file_list):
+        for file in file_list or []:  # a missing file or a yaml syntax error: one line naming file and line
+            check_yaml_file(file)
+        return super()._load_config_files(file_list)
+
     def _add_modality_atoms(self):
-        modalities = self.final_config_dict.get("modalities") or []
+        given = self.final_config_dict.get("modalities")
+        modalities = parse_modalities(given, self.final_config_dict.get("dataset"))  # also `--modalities=image`
+        if given is not None:
+            self.final_config_dict["modalities"] = modalities
         if not modalities:
             return
         suffixes = list(self.final_config_dict.get("additional_feat_suffix") or [])

@@ -18,6 +18,7 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_micro.checkpoint import load_checkpoint, load_state
 from recbole_micro.config import Config
+from recbole_micro.model.validation import check_run
 from recbole_micro.utils import create_dataset, get_model, get_trainer
 
 
@@ -36,6 +37,7 @@ def build(model=None, dataset=None, config_file_list=None, config_dict=None, qui
     logger.info(config)
     data = create_dataset(config)
     logger.info(data)
+    check_run(config, data)  # training keys and splits of every model, before RecBole splits the data
     train_data, valid_data, test_data = data_preparation(config, data)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_class = get_model(config["model"])

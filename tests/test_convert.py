@@ -375,3 +375,112 @@ def test_real_baby_both_layouts(tmp_path):
     tokens, image = read_feature(a / "baby.image", "image")
     assert tokens == [str(i) for i in range(7050)]
     assert np.array_equal(image, np.load(lattice_src / "image_feat.npy"))
+
+
+# ------------------------------------------------------------------------------------------ interruptions
+INTERRUPT_SCRIPT = """
+import os, signal, sys
+from recbole_micro.data import convert
+from recbole_micro.data.__main__ import main
+
+real = convert.write_feature_atom
+
+def interrupted(path, *args, **kwargs):
+    real(path, *args, **kwargs)  # one complete file in the temporary folder, then the signal arrives
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+
+convert.write_feature_atom = interrupted
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("signame, code, word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_cli_interrupted_leaves_nothing_half_written(tmp_path, signame, code, word):
+    """Ctrl-C (SIGINT) and SIGTERM while writing: one line, exit 128+signal, no temporary folder, the
+    previous dataset byte-identical."""
+    src = write_lattice(tmp_path / "src")
+    out = tmp_path / "out"
+    convert_lattice(src, "tiny", out=out)
+    before = snapshot(out / "tiny")
+    write_lattice(src, features={"image": make_features(5), "text": make_features(6, d=3)})
+    for extra in (["--overwrite"], []):
+        target = out if extra else tmp_path / "fresh"
+        result = subprocess.run(
+            [sys.executable, "-c", INTERRUPT_SCRIPT, signame, "lattice", str(src), "--name", "tiny", "--out", str(target), *extra],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode == code, result.stderr
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and word in lines[0] and "nothing half-written" in lines[0], result.stderr
+        assert os.listdir(target) == (["tiny"] if extra else [])
+    assert snapshot(out / "tiny") == before
+
+
+def test_keyboard_interrupt_in_process_returns_130(tmp_path, monkeypatch, capsys):
+    src = write_mmrec(tmp_path / "src")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(convert_module, "write_feature_atom", interrupted)
+    assert cli_main(["mmrec", str(src), "--name", "tiny", "--out", str(tmp_path / "out")]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert os.listdir(tmp_path / "out") == []
+
+
+def _dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_folders_of_killed_conversions_are_removed_at_the_next_run(tmp_path):
+    """SIGKILL cannot be caught: the next conversion into the same folder removes what it left."""
+    src = write_lattice(tmp_path / "src")
+    out = tmp_path / "out"
+    out.mkdir()
+    pid = _dead_pid()
+    stale = [f".tiny.tmp-{pid}-abcd1234", ".tiny.tmp-x_9k2m3q", f".tiny.old-{pid}-zz99yy88"]  # the second: no pid
+    for name in stale:
+        (out / name).mkdir()
+        (out / name / "tiny.image").write_text("item_id:token\timage_feat:float_seq\n0\t1")  # half-written
+    alive = out / f".tiny.tmp-{os.getpid()}-qwer5678"  # a conversion still running: kept
+    alive.mkdir()
+    (out / ".other.tmp-x_9k2m3q").mkdir()  # another dataset's: kept
+    convert_lattice(src, "tiny", out=out)
+    assert sorted(os.listdir(out)) == sorted(["tiny", alive.name, ".other.tmp-x_9k2m3q"])
+
+
+def test_dataset_left_only_in_old_folder_is_put_back(tmp_path):
+    """Killed between moving the old dataset aside and moving the new one in: the old one comes back."""
+    src = write_lattice(tmp_path / "src")
+    out = tmp_path / "out"
+    convert_lattice(src, "tiny", out=out)
+    before = snapshot(out / "tiny")
+    old = out / f".tiny.old-{_dead_pid()}-ab12cd34"
+    old.mkdir()
+    os.replace(out / "tiny", old / "tiny")
+    with pytest.raises(ConversionError, match="already exists"):
+        convert_lattice(src, "tiny", out=out)  # restored first, so it is not silently replaced
+    assert os.listdir(out) == ["tiny"] and snapshot(out / "tiny") == before
+
+
+# ------------------------------------------------------------------------------------------ byte-order marks
+def test_mmrec_header_with_utf8_bom_is_accepted(tmp_path):
+    plain = convert_mmrec(write_mmrec(tmp_path / "plain"), "tiny", out=tmp_path / "a")
+    src = write_mmrec(tmp_path / "bom")
+    inter = src / "tiny.inter"
+    inter.write_bytes(b"\xef\xbb\xbf" + inter.read_bytes())
+    path = convert_mmrec(src, "tiny", out=tmp_path / "b")
+    a, b = snapshot(plain), snapshot(path)
+    assert all(a[k] == b[k] for k in a if not k.endswith(".yaml")) and a.keys() == b.keys()
+
+
+def test_lattice_json_with_utf8_bom_is_accepted(tmp_path):
+    src = write_lattice(tmp_path / "src")
+    for fname in SPLIT_FILES.values():
+        path = src / "5-core" / fname
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    check_round_trip(convert_lattice(src, "tiny", out=tmp_path / "out"), "tiny",
+                     {"image": make_features(0), "text": make_features(1, d=3)})

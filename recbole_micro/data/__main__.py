@@ -5,9 +5,12 @@
     python -m recbole_micro.data default [--out atomic_data] [--overwrite] [--seed 2022]
 
 Prints the output folder on success. Bad input: one line on stderr, exit status 2, no traceback.
+Ctrl-C (exit 130) and SIGTERM (exit 143): one line, no traceback, nothing half-written (the temporary
+folder is removed; an existing dataset stays as it was).
 """
 
 import argparse
+import signal
 import sys
 import time
 
@@ -56,8 +59,34 @@ def _parser():
     return parser
 
 
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler so that the converter's clean-up runs as for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: keep the default
+        previous = None
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted; nothing half-written was left", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print(f"{PROG} {args.command}: terminated (SIGTERM); nothing half-written was left", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args):
     start = time.perf_counter()
     try:
         if args.command in ("lattice", "mmrec") and args.cold_start is not None:

@@ -15,23 +15,33 @@ Features are stored as float32 (the models' precision); a float64 ``.npy`` is ca
 
 The output is written to a temporary sibling folder and renamed into place only when complete; an
 existing ``<out>/<name>`` is refused unless ``overwrite=True``, and even then it is only replaced once
-the new folder is complete. On any error the temporary folder is removed and an existing dataset is
-left untouched.
+the new folder is complete. On any error (Ctrl-C included) the temporary folder is removed and an
+existing dataset is left untouched; SIGINT/SIGTERM arriving during the final renames wait until they are
+done. A process killed outright (SIGKILL, power loss) leaves ``.<name>.tmp-<pid>-*``/``.<name>.old-<pid>-*``
+folders: the next conversion into the same ``out`` removes those of dead processes, putting a
+previous dataset back from ``.old-`` if the kill came between the two renames.
+
+A UTF-8 byte-order mark at the start of a source text file (Excel and Windows editors write one) is ignored.
 
 Every bad input raises :class:`ConversionError` (a ``ValueError``) whose one-line message names the
 file, what was found and the fix.
 """
 
+import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import tempfile
+import threading
 
 import numpy as np
 
 from recbole_micro.errors import RecboleMicroError
 
-__all__ = ["ConversionError", "convert_lattice", "convert_mmrec", "MODALITIES", "SPLITS"]
+__all__ = ["ConversionError", "check_dataset_name", "convert_lattice", "convert_mmrec", "remove_stale_folders",
+           "MODALITIES", "SPLITS"]
 
 #: Modalities of both source layouts: ``<modality>_feat.npy`` → atom ``<name>.<modality>``.
 MODALITIES = ("image", "text")
@@ -47,11 +57,15 @@ class ConversionError(RecboleMicroError):
 
 
 # ---------------------------------------------------------------------------------------- checks
-def _check_name(name):
+def check_dataset_name(name):
+    """A dataset name is one folder and file-name prefix: no path separators, whitespace, ``.`` or ``..``."""
     if not isinstance(name, str) or not name or name in (".", "..") or any(c in name for c in "/\\\t\n "):
         raise ConversionError(
             f"dataset name {name!r} is not usable as a folder and file name; use a plain name such as 'baby'"
         )
+
+
+_check_name = check_dataset_name  # the name coldstart.py uses
 
 
 def _require_files(src, relpaths, layout):
@@ -186,7 +200,12 @@ def write_dataset(out, name, splits, features, yaml_text, overwrite=False, featu
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
         raise ConversionError(f"output folder {out} cannot be created ({exc}); choose a writable --out") from None
-    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=out)
+    remove_stale_folders(out, name)
+    if os.path.lexists(final) and not overwrite:  # put back by remove_stale_folders
+        raise ConversionError(
+            f"{final} already exists; remove it or pass overwrite=True (CLI: --overwrite) to replace it"
+        )
+    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=out)
     old = None
     try:
         for split in SPLITS:
@@ -196,27 +215,85 @@ def write_dataset(out, name, splits, features, yaml_text, overwrite=False, featu
         with open(os.path.join(tmp, f"{name}.yaml"), "w", encoding="utf-8", newline="\n") as f:
             f.write(yaml_text)
         os.chmod(tmp, 0o755)  # mkdtemp creates 0700
-        if os.path.lexists(final):
-            if not overwrite:  # appeared while we were writing
-                raise ConversionError(
-                    f"{final} already exists; remove it or pass overwrite=True (CLI: --overwrite) to replace it"
-                )
-            old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=out)
-            os.replace(final, os.path.join(old, name))
-            try:
+        with _signals_deferred():
+            if os.path.lexists(final):
+                if not overwrite:  # appeared while we were writing
+                    raise ConversionError(
+                        f"{final} already exists; remove it or pass overwrite=True (CLI: --overwrite) to replace it"
+                    )
+                old = tempfile.mkdtemp(prefix=f".{name}.old-{os.getpid()}-", dir=out)
+                os.replace(final, os.path.join(old, name))
+                try:
+                    os.replace(tmp, final)
+                except BaseException:
+                    os.replace(os.path.join(old, name), final)  # put the previous dataset back
+                    raise
+            else:
                 os.replace(tmp, final)
-            except BaseException:
-                os.replace(os.path.join(old, name), final)  # put the previous dataset back
-                raise
-        else:
-            os.replace(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with _signals_deferred():
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM until the block is done (main thread only; elsewhere a no-op), then act on
+    the first one that arrived as its previous handler would have."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        if caught:
+            handler = previous[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])
+
+
+def _pid_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def remove_stale_folders(out, name):
+    """Remove the ``.<name>.tmp-*``/``.<name>.old-*`` folders in ``out`` left by conversions that were
+    killed (their process is gone; folders of an earlier version carry no pid and are removed too). A
+    previous dataset left only in ``.old-`` (killed between the two renames) is moved back first.
+    Returns the removed folder names."""
+    pattern = re.compile(rf"\.{re.escape(name)}\.(tmp|old)-(?:(\d+)-)?[A-Za-z0-9_]{{8}}")
+    removed = []
+    for entry in sorted(os.listdir(out)) if os.path.isdir(out) else []:
+        match = pattern.fullmatch(entry)
+        path = os.path.join(out, entry)
+        if not match or not os.path.isdir(path) or (match.group(2) and _pid_alive(int(match.group(2)))):
+            continue
+        final, kept = os.path.join(out, name), os.path.join(path, name)
+        if match.group(1) == "old" and os.path.isdir(kept) and not os.path.lexists(final):
+            os.replace(kept, final)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(entry)
+    return removed
 
 
 def _summary(splits):
@@ -251,7 +328,7 @@ def _convert(src, name, out, overwrite, layout, splits, path_of):
 # ---------------------------------------------------------------------------------------- LATTICE
 def _read_lattice_split(path):
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a leading byte-order mark is ignored
             data = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConversionError(
@@ -302,8 +379,8 @@ def _find_inter(src):
 def _read_mmrec_inter(path):
     splits = {s: [] for s in SPLITS}
     try:
-        with open(path, encoding="utf-8") as f:
-            header = f.readline().rstrip("\r\n").split("\t")
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a leading byte-order mark is ignored
+            header = [c.strip() for c in f.readline().rstrip("\r\n").split("\t")]
             missing = [c for c in _MMREC_COLUMNS if c not in header]
             if missing:
                 raise ConversionError(

@@ -1,12 +1,15 @@
-"""Find a dataset's atomic files, building the embedded default on first use.
+"""Find a dataset's atomic files (building the embedded default on first use) and check the yaml files
+a run reads.
 
-``ensure_dataset`` runs when a ``Config`` is made, so a missing dataset fails fast with one message
-that says how to get it, before any model is built.
+``ensure_dataset`` runs when a ``Config`` is made, so a missing dataset or a broken dataset yaml fails
+fast with one message that says how to fix it, before any model is built.
 """
 
 import os
 
-from recbole_micro.errors import DatasetNotFoundError
+import yaml
+
+from recbole_micro.errors import ConfigError, DatasetNotFoundError
 
 # Public multimodal datasets users download, and the converter command for each layout.
 KNOWN_SOURCES = {
@@ -23,15 +26,57 @@ def has_atoms(folder, name):
     return any(f.startswith(f"{name}.") and f.endswith(".inter") for f in os.listdir(folder))
 
 
+def check_yaml_file(path, what="config file"):
+    """One clear line (``ConfigError``) for a yaml file that is missing, not UTF-8, not valid yaml (with
+    the line and column) or not a ``key: value`` mapping. Only parses: nothing is constructed."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{what} {path} not found; check the path (--config_files takes comma-separated yaml files)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            node = yaml.compose(f, Loader=yaml.SafeLoader)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the {what} is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = " ".join(str(exc.problem or exc.context or "syntax error").split())
+        if exc.context and exc.context_mark and mark and exc.context_mark.line != mark.line:
+            problem += f"; {' '.join(exc.context.split())} that starts on line {exc.context_mark.line + 1}"
+        raise ConfigError(f"{path}: the {what} is not valid yaml at {where} ({problem}); fix the yaml there "
+                          f"(each line is `key: value`)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: the {what} is not valid yaml ({' '.join(str(exc).split())})") from None
+    if node is not None and not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{path}: the {what} must be a mapping of `key: value` lines, found a yaml "
+                          f"{'list' if isinstance(node, yaml.SequenceNode) else 'scalar'}")
+    return path
+
+
 def ensure_dataset(name, data_path):
-    """Return the dataset folder ``<data_path>/<name>``; build the default one if it is missing."""
+    """Return the dataset folder ``<data_path>/<name>``; build the default one if it is missing.
+
+    The dataset's own yaml (``<name>.yaml`` in that folder) is checked too; a name that is no plain
+    folder name (``../../etc``) is refused with the converter's own rule.
+    """
+    from recbole_micro.data.convert import ConversionError, check_dataset_name
     from recbole_micro.data.default import DEFAULT_DATASET, build_default_dataset
 
     folder = os.path.join(data_path, name)
     if has_atoms(folder, name):
+        own = os.path.join(folder, f"{name}.yaml")
+        if os.path.isfile(own):
+            check_yaml_file(own, "dataset yaml")
         return folder
     if name == DEFAULT_DATASET:
         return build_default_dataset(out=data_path)
+    try:
+        check_dataset_name(name)
+    except ConversionError:
+        raise DatasetNotFoundError(
+            f"dataset {name!r} is not a dataset name: --dataset takes the name of a folder under data_path "
+            f"({data_path}), without '/', '..' or spaces; to use data elsewhere, set --data_path=<folder that "
+            f"holds it> and --dataset=<its name>"
+        ) from None
     how = KNOWN_SOURCES.get(
         name.lower(),
         f"python -m recbole_micro.data lattice <folder with 5-core/*.json and <modality>_feat.npy> --name {name}"

@@ -1,8 +1,17 @@
-"""Checks of the model hyper-parameters: one clear ``ConfigError`` naming the key, value and fix."""
+"""Checks of a run's configuration and data: one clear ``ConfigError`` naming the key, value and fix.
+
+``check_run`` (every model, called once by ``quick_start.build`` before the split) covers the training
+keys and the interaction splits; ``check_micro_config`` the keys MICRO and LATTICE add.
+"""
 
 import difflib
+import math
+import os
+from logging import getLogger
 
-from recbole_micro.errors import ConfigError, FeatureError
+import numpy as np
+
+from recbole_micro.errors import ConfigError, DatasetNotFoundError, FeatureError
 from recbole_micro.model.backbones import CF_MODELS, UI_NORMS
 from recbole_micro.model.graphs import NORM_TYPES
 from recbole_micro.model.losses import CONTRASTIVE_MODES
@@ -11,6 +20,97 @@ from recbole_micro.model.losses import CONTRASTIVE_MODES
 def _require(ok, key, value, rule):
     if not ok:
         raise ConfigError(f"config key '{key}' is {value!r}; it must be {rule}")
+
+
+def _require_positive(config, key, integer):
+    value = config[key]
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, str):
+        raise ConfigError(f"config key '{key}' is {value!r}, a string (quoted in a yaml file or on the command "
+                          f"line?); it must be {kind} > 0: write it without quotes, e.g. {key}: {1e-3 if not integer else 2048}")
+    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    _require(ok and math.isfinite(value) and value > 0, key, value, f"{kind} > 0")
+
+
+def check_run(config, dataset):
+    """Run-level checks for every model (BPR and LightGCN as much as MICRO), before RecBole splits the
+    data: ``learning_rate``, ``train_batch_size`` and ``eval_batch_size`` > 0; no empty train, valid or
+    test split (``ConfigError`` / ``DatasetNotFoundError``); duplicate (user, item) rows and pairs shared
+    by the training and an evaluation split are logged once, with counts."""
+    _require_positive(config, "learning_rate", integer=False)
+    for key in ("train_batch_size", "eval_batch_size"):
+        _require_positive(config, key, integer=True)
+    for split, rows in _splits(config, dataset).items():
+        if rows is not None and rows.size == 0:
+            raise DatasetNotFoundError(
+                f"{_split_file(config, split)}: the {split} split has no interactions; every split needs at "
+                f"least one (re-run the converter, or give the file rows)"
+            )
+    _warn_duplicates(config, dataset)
+
+
+def _split_file(config, split):
+    return os.path.join(config["data_path"], f"{config['dataset']}.{split}.inter")
+
+
+def _splits(config, dataset):
+    """``{split: row indices}`` for the given split files (``benchmark_filename``); for a ratio split,
+    checks the ratios themselves (a zero ratio or a missing split gives an empty split) and returns ``{}``."""
+    names = config["benchmark_filename"]
+    if names:
+        bounds = np.cumsum([0] + list(dataset.file_size_list))
+        return {name: np.arange(bounds[k], bounds[k + 1]) for k, name in enumerate(names)}
+    split = (config["eval_args"] or {}).get("split") or {}
+    if "RS" in split:
+        ratios = split["RS"]
+        ok = isinstance(ratios, (list, tuple)) and len(ratios) == 3 and all(
+            isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in ratios)
+        _require(ok, "eval_args.split.RS", ratios, "three ratios > 0 for [train, valid, test], e.g. [0.8, 0.1, 0.1] "
+                 "(a zero or missing ratio leaves a split empty)")
+    elif "LS" in split:
+        _require(split["LS"] == "valid_and_test", "eval_args.split.LS", split["LS"],
+                 "'valid_and_test' (the plugin evaluates on a valid and a test split)")
+    return {}
+
+
+def _ids(dataset, field):
+    return np.asarray(dataset.inter_feat[field].values if hasattr(dataset.inter_feat[field], "values")
+                      else dataset.inter_feat[field], dtype=np.int64)
+
+
+_warned = set()
+
+
+def _warn_once(message):
+    """Log ``message`` once per process (a comparison builds several runs on the same data)."""
+    if message not in _warned:
+        _warned.add(message)
+        getLogger().warning(message)
+
+
+def _warn_duplicates(config, dataset):
+    pairs = _ids(dataset, dataset.uid_field) * (dataset.item_num + 1) + _ids(dataset, dataset.iid_field)
+    splits = _splits(config, dataset) or {None: np.arange(pairs.size)}
+    for split, rows in splits.items():
+        part = pairs[rows]
+        unique, counts = np.unique(part, return_counts=True)
+        extra = int(part.size - unique.size)
+        if extra:
+            where = _split_file(config, split) if split else config["data_path"]
+            fix = "" if split else " (or set rm_dup_inter: first; the random split may put copies in train and test)"
+            _warn_once(f"{where}: {extra} duplicate (user, item) rows ({int((counts > 1).sum())} pairs appear more "
+                       f"than once); each copy counts as an interaction: keep one row per pair{fix}")
+    names = list(splits)
+    if len(names) == 3:
+        train = np.unique(pairs[splits[names[0]]])
+        for split in names[1:]:
+            shared = np.isin(np.unique(pairs[splits[split]]), train)
+            if shared.any():
+                _warn_once(
+                    f"{_split_file(config, split)}: {int(shared.sum())} (user, item) pairs are also in "
+                    f"{config['dataset']}.{names[0]}.inter; full-sort evaluation masks training items, so these "
+                    f"can never be ranked: remove them from the {split} split"
+                )
 
 
 def check_unknown_keys(config, cutoff=0.85):
