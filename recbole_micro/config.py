@@ -4,14 +4,57 @@ Order (later wins): RecBole's overall.yaml → the plugin's overall.yaml → Rec
 the plugin's model yaml → RecBole's dataset yamls → the plugin's dataset yaml → the dataset's own
 ``<data_path>/<dataset>/<dataset>.yaml`` (written by the converter) → config files → config dict →
 command line. Nothing of RecBole's is copied: plugin yamls only hold what differs.
+
+Values from files are never evaluated: yaml files are read with a safe loader (plain scalars, lists and
+maps only), and ``config_dict`` values pass through as the typed Python values they are (RecBole's own
+``Config`` runs ``eval()`` on every string of ``config_dict``). Only ``--key=value`` arguments of the
+command line are converted as RecBole converts them: the user typed them. ``config_to_data`` /
+``config_from_data`` turn a resolved config into plain data (stored in checkpoints) and back.
 """
 
+import copy
+import enum
 import os
+import re
+import sys
 
+import numpy as np
+import yaml
 from recbole.config import Config as RecBoleConfig
 
 from recbole_micro.data.locate import ensure_dataset
+from recbole_micro.errors import ConfigError
 from recbole_micro.utils import PROPERTIES_DIR, get_model
+
+# Keys Config derives itself on every construction (rebuilt, never stored): model/input/evaluator types,
+# the metric direction, the evaluation sampling of each phase and the device of this process.
+DERIVED_KEYS = frozenset({
+    "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "valid_metric_bigger", "valid_neg_sample_args",
+    "test_neg_sample_args", "device", "single_spec", "local_rank",
+})
+# Keys of one multi-process run (quick_start.run): a saved config reloads as a single process.
+PROCESS_KEYS = frozenset({"world_size", "nproc", "offset", "ip", "port"})
+# RecBole keys whose string value RecBole itself passes to eval() (KD_DAGFM's teacher class name).
+EVALUATED_BY_RECBOLE = ("teacher",)
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """yaml's safe loader (no Python tags) with RecBole's float resolver (``1e-3`` is a float)."""
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def dataset_dir(data_path, dataset):
@@ -29,6 +72,17 @@ class Config(RecBoleConfig):
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
         super().__init__(model, dataset, config_file_list, config_dict)
         self._add_modality_atoms()
+        for key in EVALUATED_BY_RECBOLE:
+            value = self.final_config_dict.get(key)
+            if value is not None and not (isinstance(value, str) and value.isidentifier()):
+                raise ConfigError(f"config key '{key}' is {value!r}; it must be a model class name (RecBole evaluates it)")
+
+    def _build_yaml_loader(self):
+        return _SafeLoader
+
+    def _load_variable_config_dict(self, config_dict):
+        """``config_dict`` as given: typed values, never evaluated (RecBole ``eval()``s its strings)."""
+        return dict(config_dict) if config_dict else {}
 
     def _get_model_and_dataset(self, model, dataset):
         if isinstance(model, str):
@@ -105,3 +159,60 @@ class Config(RecBoleConfig):
             for modality in modalities:
                 load_col.setdefault(modality, "*")
             self.final_config_dict["load_col"] = load_col
+
+
+# ------------------------------------------------------------------------------ config as data
+def plain_value(value):
+    """``value`` as plain data (str, int, float, bool, None, lists, str-keyed dicts): enums by name,
+    devices and other objects as strings, numpy scalars as Python numbers."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain_value(v) for k, v in value.items()}
+    return str(value)
+
+
+def data_root(config):
+    """The folder holding ``<dataset>/`` as an absolute path (``config['data_path']`` is
+    ``<root>/<dataset>`` once RecBole has resolved it)."""
+    external = getattr(config, "external_config_dict", None) or {}
+    internal = getattr(config, "internal_config_dict", None) or {}
+    root = external.get("data_path") or internal.get("data_path")
+    if not root:
+        root = os.path.dirname(os.path.normpath(config["data_path"]))
+    return os.path.abspath(root)
+
+
+def config_to_data(config):
+    r"""The resolved config as plain data: what a checkpoint stores instead of the ``Config`` object.
+
+    Derived keys (``DERIVED_KEYS``: types, device, evaluation sampling) and those of a multi-process
+    run (``PROCESS_KEYS``) are left out: ``config_from_data`` recomputes them, as a single process.
+    ``data_path`` is the absolute folder holding the dataset's folder.
+    """
+    values = {k: plain_value(v) for k, v in config.final_config_dict.items()
+              if k not in DERIVED_KEYS and k not in PROCESS_KEYS}
+    values["data_path"] = data_root(config)
+    neg = values.get("train_neg_sample_args")
+    if isinstance(neg, dict) and neg.get("distribution") == "none":
+        values["train_neg_sample_args"] = None  # RecBole's resolved form of "no negative sampling"
+    return values
+
+
+def config_from_data(values, data_path=None):
+    r"""A ``Config`` rebuilt from ``config_to_data``'s output; its values are used as they are (never
+    evaluated) and the command line is not read. ``data_path`` replaces the stored folder."""
+    values = {k: copy.deepcopy(v) for k, v in values.items() if k not in DERIVED_KEYS and k not in PROCESS_KEYS}
+    if data_path is not None:
+        values["data_path"] = os.path.abspath(str(data_path))
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return Config(model=values["model"], dataset=values["dataset"], config_dict=values)
+    finally:
+        sys.argv = argv
