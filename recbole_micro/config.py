@@ -118,34 +118,48 @@ class Config(RecBoleConfig):
             self.parameters["Dataset"] += [k for k in config_dict if k not in self.parameters["Dataset"]]
 
     def _init_device(self):
-        r"""RecBole's device set-up, plus multi-process training without GPUs.
+        r"""RecBole's device set-up, with the visible GPUs fixed before anything initialises CUDA, plus
+        multi-process training without GPUs.
 
-        With ``local_rank`` set (a process started by ``quick_start.run(nproc=...)``) and CUDA
-        available, RecBole's own set-up runs (nccl, one GPU per process). Without CUDA (or with
-        ``gpu_id: ''``), RecBole's would assert one GPU per process and start nccl; here the process
-        group uses gloo and every process trains on the CPU instead.
+        ``CUDA_VISIBLE_DEVICES`` is set from ``gpu_id`` first (``process_gpu_ids``: with ``nproc`` ≥ 2
+        and ``gpu_id`` left at its default, the first ``nproc`` GPUs), then ``deterministic: True``
+        applies (``set_deterministic``), and only then is CUDA queried, so that rank r really runs
+        on the r-th GPU of ``gpu_id``. With ``local_rank`` set (a process started by
+        ``quick_start.run(nproc=...)``) and CUDA available, RecBole's own set-up runs (nccl, one GPU per
+        process). Without CUDA (or with ``gpu_id: ''``), RecBole's would assert one GPU per process
+        and start nccl; here the process group uses gloo and every process trains on the CPU with
+        ``cpu_count // nproc`` threads.
         """
+        final = self.final_config_dict
+        multi = "local_rank" in final
+        gpu_id = normalise_gpu_id(final["gpu_id"])
+        if multi:
+            gpu_id = process_gpu_ids(gpu_id, final["nproc"], user_set="gpu_id" in self.external_config_dict)
+        final["gpu_id"] = gpu_id
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id  # before the first CUDA query below
+        set_deterministic(bool(final.get("deterministic")))
         import torch
 
-        gpu_id = self.final_config_dict["gpu_id"]
-        gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
-        if "local_rank" not in self.final_config_dict or (len(gpu_id) > 0 and torch.cuda.is_available()):
+        cuda = len(gpu_id) > 0 and torch.cuda.is_available()
+        if not multi or cuda:
+            if multi:
+                check_gpu_count(gpu_id, final["nproc"], torch.cuda.device_count())
             return super()._init_device()
-        self.final_config_dict["gpu_id"] = gpu_id
-        rank = self.final_config_dict["local_rank"] + (self.final_config_dict.get("offset") or 0)
+        rank = final["local_rank"] + (final.get("offset") or 0)
         if not torch.distributed.is_initialized():
             torch.distributed.init_process_group(
                 backend="gloo",
                 rank=rank,
-                world_size=self.final_config_dict["world_size"],
-                init_method=f"tcp://{self.final_config_dict['ip']}:{self.final_config_dict['port']}",
+                world_size=final["world_size"],
+                init_method=f"tcp://{final['ip']}:{final['port']}",
             )
-        self.final_config_dict["device"] = torch.device("cpu")
-        self.final_config_dict["single_spec"] = False
-        if self.final_config_dict["local_rank"] != 0:  # as RecBole: only rank 0 logs
-            self.final_config_dict["state"] = "error"
-            self.final_config_dict["show_progress"] = False
-            self.final_config_dict["verbose"] = False
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, int(final["nproc"]))))
+        final["device"] = torch.device("cpu")
+        final["single_spec"] = False
+        if final["local_rank"] != 0:  # as RecBole: only rank 0 logs
+            final["state"] = "error"
+            final["show_progress"] = False
+            final["verbose"] = False
 
     def _add_modality_atoms(self):
         modalities = self.final_config_dict.get("modalities") or []
@@ -159,6 +173,50 @@ class Config(RecBoleConfig):
             for modality in modalities:
                 load_col.setdefault(modality, "*")
             self.final_config_dict["load_col"] = load_col
+
+
+# ------------------------------------------------------------------------------ devices
+def normalise_gpu_id(gpu_id):
+    """``gpu_id`` as RecBole keeps it: a comma-separated string (``(0, 1)`` → ``'0,1'``, ``None`` → ``''``)."""
+    if gpu_id is None:
+        return ""
+    if isinstance(gpu_id, (tuple, list)):
+        return ",".join(map(str, gpu_id))
+    return str(gpu_id).replace(" ", "")
+
+
+def process_gpu_ids(gpu_id, nproc, user_set):
+    """The ``gpu_id`` of an ``nproc``-process run: RecBole needs one GPU per process, so the default
+    ``'0'`` (not set by the user) becomes ``'0,1,...,nproc-1'``; a ``gpu_id`` the user set is kept
+    (``check_gpu_count`` refuses too few GPUs once CUDA is known to be there)."""
+    nproc = int(nproc)
+    if not user_set and nproc > 1 and len(gpu_id.split(",")) < nproc:
+        return ",".join(str(i) for i in range(nproc))
+    return gpu_id
+
+
+def check_gpu_count(gpu_id, nproc, visible):
+    """One clear line when an ``nproc``-process GPU run has fewer than ``nproc`` GPUs (RecBole asserts)."""
+    listed = [g for g in gpu_id.split(",") if g]
+    if len(listed) < int(nproc) or visible < int(nproc):
+        raise ConfigError(
+            f"config key 'gpu_id' is '{gpu_id}' ({min(len(listed), visible)} usable GPUs) but nproc={nproc} "
+            f"processes need one GPU each; set --gpu_id={','.join(map(str, range(int(nproc))))} (GPUs that "
+            f"exist), lower nproc, or set gpu_id='' to train the processes on the CPU"
+        )
+
+
+def set_deterministic(enabled):
+    """``deterministic: True``: deterministic torch kernels everywhere (``torch.use_deterministic_algorithms``),
+    with ``CUBLAS_WORKSPACE_CONFIG`` set first, as CUDA matmuls require (kept if already set). Must run
+    before CUDA initialises. ``reproducibility: True`` alone only fixes cuDNN's flags (RecBole's
+    ``init_seed``); scatter/index backward on a GPU then still varies slightly between runs."""
+    if not enabled:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    import torch
+
+    torch.use_deterministic_algorithms(True)
 
 
 # ------------------------------------------------------------------------------ config as data

@@ -208,9 +208,15 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
 
     Each process trains on its share of every batch (RecBole's ``DistributedSampler``) and the
     gradients are averaged by RecBole's ``DistributedDataParallel``; evaluation results are merged
-    across processes. GPUs: nccl, one GPU per process (RecBole's set-up); no GPU: gloo on the CPU
+    across processes. GPUs: nccl, one GPU per process (RecBole's set-up): ``gpu_id`` lists them (left
+    at its default, the first ``nproc`` GPUs), rank r on the r-th; no GPU: gloo on the CPU
     (``Config._init_device``), each process using ``cpu_count // nproc`` threads. Returns rank 0's
     result (``nproc == 1``: a plain ``run_recbole_micro``).
+
+    Speed-up: only the per-batch part is split across processes. MICRO and LATTICE recompute the item
+    graphs, the full propagation and (``contrastive_mode: full``) the O(N²) contrastive loss over all
+    items in every process and every step, so with ``full`` more processes do not make an epoch
+    faster; with ``contrastive_mode: sampled`` the per-step cost is small and the batches split well.
     """
     if nproc == 1 and world_size <= 0:
         return run_recbole_micro(model, dataset, config_file_list, config_dict, saved=saved)
@@ -232,9 +238,8 @@ def _run_worker(rank, model, dataset, config_file_list, config_dict, saved, queu
     import recbole.trainer.trainer as recbole_trainer
     from torch.nn.parallel import DistributedDataParallel
 
+    # nothing here may touch CUDA: Config sets CUDA_VISIBLE_DEVICES from gpu_id first (and the CPU threads)
     config_dict = dict(config_dict, local_rank=rank)
-    if not torch.cuda.is_available():
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config_dict["nproc"]))
 
     def ddp(module, device_ids=None, **kwargs):
         # RecBole passes device_ids=[local_rank], which DistributedDataParallel refuses for a CPU module

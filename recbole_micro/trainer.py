@@ -117,6 +117,7 @@ class SafeCheckpointMixin:
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
         self.best_valid_result = checkpoint.get("best_valid_result") or None
+        # CPU state: Adam's step counters stay on the CPU (no sync per step), moments move to the parameters
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self._resume_rng = checkpoint.get("rng")
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
@@ -158,18 +159,24 @@ class SafeCheckpointMixin:
 
         def checked(interaction):
             losses = loss_func(interaction)
-            parts = losses if isinstance(losses, tuple) else (losses,)
-            for index, part in enumerate(parts):
-                if not torch.isfinite(part).all():
-                    name = names[index] if names and index < len(names) else f"#{index}"
-                    raise NonFiniteLossError(
-                        f"epoch {epoch_idx}: loss term '{name}' is {part.detach().float().sum().item()}; training "
-                        f"stopped ({self._good_checkpoints()}); lower learning_rate or check the features for "
-                        f"extreme values"
-                    )
+            self._check_finite(losses, epoch_idx, names)
             return losses
 
         return super()._train_epoch(train_data, epoch_idx, loss_func=checked, show_progress=show_progress)
+
+    def _check_finite(self, losses, epoch_idx, names=None):
+        """Stop on a NaN/Inf loss term, naming it: one host–device sync per step for all terms together."""
+        parts = losses if isinstance(losses, tuple) else (losses,)
+        finite = torch.stack([torch.isfinite(part.detach()).all() for part in parts])
+        if bool(finite.all()):
+            return
+        index = int((~finite).nonzero()[0, 0])  # only on the way out
+        name = names[index] if names and index < len(names) else f"#{index}"
+        raise NonFiniteLossError(
+            f"epoch {epoch_idx}: loss term '{name}' is {parts[index].detach().float().sum().item()}; training "
+            f"stopped ({self._good_checkpoints()}); lower learning_rate or check the features for "
+            f"extreme values"
+        )
 
 
 class Trainer(CandidateEvalMixin, SafeCheckpointMixin, RecBoleTrainer):
