@@ -1,103 +1,87 @@
-"""Checkpoints that load with ``torch.load(weights_only=True)`` (the default since torch 2.6).
+"""Checkpoints that hold data only, loaded with ``torch.load(weights_only=True)`` and no extra globals.
 
-RecBole stores its ``Config`` object in every checkpoint and writes pickle protocol 4, which the
-weights-only unpickler cannot read. The plugin's trainers write protocol 2 and load with
-``weights_only=True``, allowing exactly these non-tensor globals (checked by name before loading):
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts; nothing in it names a Python
+class or function, so loading one never runs code. RecBole stores its ``Config`` object (whose
+``__init__`` ``eval()``s strings: a pickle calling it runs arbitrary code); the plugin's trainers store
+the resolved config as plain data instead (``config.config_to_data``) and rebuild a ``Config`` from it
+whose values are never evaluated (``config.config_from_data``). A file whose pickle needs any global
+beyond torch's own tensor rebuilding is refused before unpickling, with one line naming the file and
+the global. Tensors are always read onto the CPU (a GPU checkpoint loads on a CPU-only machine; RNG
+states and Adam's step counters stay on the CPU); ``load_state_dict`` moves parameters and
+optimiser moments to the model's device.
 
-* RecBole's and the plugin's ``Config`` classes, RecBole's enums (``ModelType``, ``InputType``, …);
-* recommender classes from ``recbole.model`` / ``recbole_micro.model`` (the config records its class);
-* the YAML loader class the config keeps; numpy scalars and dtypes (best scores are numpy floats).
-
-Trusted: constructing these classes runs no user code beyond their own unpickling (plain attribute
-restores, enum look-ups, dtype construction). Anything else, e.g. an arbitrary function, is refused
-before ``torch.load`` runs. A checkpoint is still only as trustworthy as the config it carries: load
-files you or your colleagues wrote (the config names the data path the model is rebuilt from).
-
-Besides RecBole's keys (``config``, ``epoch``, ``cur_step``, ``best_valid_score``, ``state_dict``,
-``other_parameter``, ``optimizer``) a plugin checkpoint holds ``best_valid_result``, ``kind``
-(``best``: written at a validation improvement; ``last``: the periodic resume point),
-``best_checkpoint`` (path of the run's best checkpoint) and ``rng`` (every random stream training
-draws from, as plain tensors/tuples), so that a resumed run continues exactly where it stopped.
+Keys: RecBole's (``config``, ``epoch``, ``cur_step``, ``best_valid_score``, ``state_dict``,
+``other_parameter``, ``optimizer``) plus ``best_valid_result`` (Python floats), ``kind`` (``best``:
+written at a validation improvement; ``last``: the periodic resume point), ``best_checkpoint`` (path of
+the run's best checkpoint), ``rng`` (every random stream training draws from, as tensors/tuples) and
+``data`` (``token_ids.data_identity``: the user and item token of every internal id and a digest of the
+training interactions, checked when the file is loaded).
 """
 
-import enum
-import importlib
 import os
+import pickle
 import random
+import re
 
 import numpy as np
 import torch
-from recbole.config import Config as RecBoleConfig
-from recbole.model.abstract_recommender import AbstractRecommender
 
 from recbole_micro.errors import CheckpointError
 
-_TRUSTED_YAML = {f"yaml.loader.{n}" for n in ("BaseLoader", "SafeLoader", "FullLoader", "Loader")}
-_TRUSTED_NUMPY = {"numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype"}
+FORMAT = 2  # checkpoint["format"]: 2 = data only (config as a dict, token lists)
+_NOT_DATA = ("it was not written by this plugin's current version (or was altered): a checkpoint holds data "
+             "only, this one needs Python objects to unpickle; nothing in it was run; retrain (a file you did "
+             "not write yourself may be an attack: never load it with torch.load(weights_only=False))")
 
 
-_NUMPY_DTYPES = tuple(getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType"))
-
-
-def _resolve(name):
-    module, _, attr = name.rpartition(".")
+def _unsafe_globals(path):
+    """Globals the pickle of ``path`` needs beyond torch's weights-only defaults (static scan, nothing
+    is unpickled), with any process-wide ``add_safe_globals`` additions ignored."""
+    extra = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
     try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return None
+        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    finally:
+        if extra:
+            torch.serialization.add_safe_globals(extra)
 
 
-def _trusted(name):
-    """The object behind a global ``name`` if the allow-list above admits it, else None."""
-    obj = _resolve(name)
-    if obj is None:
-        return None
-    if name in _TRUSTED_NUMPY or name.startswith("numpy.dtypes."):
-        return obj
-    if not isinstance(obj, type):
-        return None
-    if name.startswith(("recbole.", "recbole_micro.")) and (
-        issubclass(obj, (RecBoleConfig, AbstractRecommender)) or issubclass(obj, enum.Enum)
-    ):
-        return obj
-    if name in _TRUSTED_YAML:
-        return obj
-    return None
-
-
-def load_checkpoint(path, map_location=None):
-    """Load a checkpoint written by a plugin trainer; one clear ``CheckpointError`` otherwise."""
+def load_checkpoint(path, map_location="cpu"):
+    """Load a checkpoint written by a plugin trainer onto the CPU; one clear ``CheckpointError`` otherwise."""
     path = str(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist; pass the .pth file a training run saved")
     try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        names = _unsafe_globals(path)
     except Exception as exc:  # zip/pickle errors of a truncated or foreign file
         raise CheckpointError(
             f"checkpoint {path} is corrupt, truncated or not a torch checkpoint ({type(exc).__name__}: {exc}); "
             f"use another checkpoint or retrain"
         ) from None
-    allowed = list(_NUMPY_DTYPES)  # built by numpy.dtype's reduce, not listed by the scan above
-    for name in names:
-        obj = _trusted(name)
-        if obj is None:
-            raise CheckpointError(
-                f"checkpoint {path} holds '{name}', which is not on the allow-list of recbole_micro/checkpoint.py; "
-                f"refusing to unpickle it (if you wrote and trust this file, load it with torch.load(weights_only=False))"
-            )
-        allowed.append(obj)
+    if names:
+        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+        raise CheckpointError(f"checkpoint {path} refused: it holds '{names[0]}'{more}, so {_NOT_DATA}")
+    extra = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
     try:
-        with torch.serialization.safe_globals(allowed):
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:  # a global the static scan could not see
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        what = f"it holds '{found.group(1)}'" if found else "its pickle is not data only"
+        raise CheckpointError(f"checkpoint {path} refused ({what}): {_NOT_DATA}") from None
     except Exception as exc:
         raise CheckpointError(f"checkpoint {path} could not be read ({type(exc).__name__}: {exc}); use another checkpoint or retrain") from None
-    missing = {"config", "state_dict"} - set(checkpoint if isinstance(checkpoint, dict) else ())
-    if missing:
-        raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}; it was not written by a RecBole trainer")
-    # RecBole's Config.__init__ restores numpy aliases (np.float, ...) its dataset code still uses;
-    # an unpickled Config skips __init__, so a fresh process that only loads a checkpoint needs them too.
-    if hasattr(checkpoint["config"], "compatibility_settings"):
-        checkpoint["config"].compatibility_settings()
+    finally:
+        if extra:
+            torch.serialization.add_safe_globals(extra)
+    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint):
+        found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise CheckpointError(f"checkpoint {path} holds {found}, not a training checkpoint (config, state_dict); "
+                              f"it was not written by a RecBole trainer")
+    config = checkpoint["config"]
+    if not isinstance(config, dict) or not all(isinstance(config.get(k), str) for k in ("model", "dataset")):
+        raise CheckpointError(f"checkpoint {path} holds no config with 'model' and 'dataset' names; it was not "
+                              f"written by this plugin's current version: retrain")
     return checkpoint
 
 
@@ -161,13 +145,18 @@ def set_rng_state(state, generator=None):
         random.setstate((version, tuple(internal), gauss))
     if "numpy" in state:
         kind, keys, pos, has_gauss, gauss = state["numpy"]
-        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
     if "torch" in state:
         torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])  # CPU byte tensors, as CUDA requires
     if "loader" in state and generator is not None:
         generator.set_state(state["loader"].cpu())
+
+
+def plain_numbers(result):
+    """A metrics dict (numpy scalars from RecBole's evaluator) as ``{str: float}``."""
+    return {str(k): float(v) for k, v in (result or {}).items()}
 
 
 def save_checkpoint(state, path):

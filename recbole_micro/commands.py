@@ -19,6 +19,8 @@ def build_recommend_parser():
     parser.add_argument("--topk", type=int, default=10, help="items per user (default 10)")
     parser.add_argument("--exclude", choices=["train", "train+valid"], default="train",
                         help="history to exclude: training interactions (default) or training + validation")
+    parser.add_argument("--data_path", default=None,
+                        help="folder holding the dataset's folder, if it moved since training (default: the one recorded)")
     return parser
 
 
@@ -27,7 +29,8 @@ def recommend_action(args, overrides):
 
     if overrides:
         raise ConfigError(f"recommend takes no config overrides, got {overrides}; the checkpoint holds the config")
-    results = recommend(args.checkpoint, args.users.split(","), topk=args.topk, exclude=args.exclude)
+    results = recommend(args.checkpoint, args.users.split(","), topk=args.topk, exclude=args.exclude,
+                        data_path=args.data_path)
     print(format_recommendations(results))
     return results
 

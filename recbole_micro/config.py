@@ -4,15 +4,58 @@ Order (later wins): RecBole's overall.yaml → the plugin's overall.yaml → Rec
 the plugin's model yaml → RecBole's dataset yamls → the plugin's dataset yaml → the dataset's own
 ``<data_path>/<dataset>/<dataset>.yaml`` (written by the converter) → config files → config dict →
 command line. Nothing of RecBole's is copied: plugin yamls only hold what differs.
+
+Values from files are never evaluated: yaml files are read with a safe loader (plain scalars, lists and
+maps only), and ``config_dict`` values pass through as the typed Python values they are (RecBole's own
+``Config`` runs ``eval()`` on every string of ``config_dict``). Only ``--key=value`` arguments of the
+command line are converted as RecBole converts them: the user typed them. ``config_to_data`` /
+``config_from_data`` turn a resolved config into plain data (stored in checkpoints) and back.
 """
 
+import copy
+import enum
 import os
+import re
+import sys
 
+import numpy as np
+import yaml
 from recbole.config import Config as RecBoleConfig
 
 from recbole_micro.data.dataset import parse_modalities
 from recbole_micro.data.locate import check_yaml_file, ensure_dataset
+from recbole_micro.errors import ConfigError
 from recbole_micro.utils import PROPERTIES_DIR, get_model
+
+# Keys Config derives itself on every construction (rebuilt, never stored): model/input/evaluator types,
+# the metric direction, the evaluation sampling of each phase and the device of this process.
+DERIVED_KEYS = frozenset({
+    "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "valid_metric_bigger", "valid_neg_sample_args",
+    "test_neg_sample_args", "device", "single_spec", "local_rank",
+})
+# Keys of one multi-process run (quick_start.run): a saved config reloads as a single process.
+PROCESS_KEYS = frozenset({"world_size", "nproc", "offset", "ip", "port"})
+# RecBole keys whose string value RecBole itself passes to eval() (KD_DAGFM's teacher class name).
+EVALUATED_BY_RECBOLE = ("teacher",)
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """yaml's safe loader (no Python tags) with RecBole's float resolver (``1e-3`` is a float)."""
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def dataset_dir(data_path, dataset):
@@ -30,6 +73,17 @@ class Config(RecBoleConfig):
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
         super().__init__(model, dataset, config_file_list, config_dict)
         self._add_modality_atoms()
+        for key in EVALUATED_BY_RECBOLE:
+            value = self.final_config_dict.get(key)
+            if value is not None and not (isinstance(value, str) and value.isidentifier()):
+                raise ConfigError(f"config key '{key}' is {value!r}; it must be a model class name (RecBole evaluates it)")
+
+    def _build_yaml_loader(self):
+        return _SafeLoader
+
+    def _load_variable_config_dict(self, config_dict):
+        """``config_dict`` as given: typed values, never evaluated (RecBole ``eval()``s its strings)."""
+        return dict(config_dict) if config_dict else {}
 
     def _get_model_and_dataset(self, model, dataset):
         if isinstance(model, str):
@@ -65,34 +119,48 @@ class Config(RecBoleConfig):
             self.parameters["Dataset"] += [k for k in config_dict if k not in self.parameters["Dataset"]]
 
     def _init_device(self):
-        r"""RecBole's device set-up, plus multi-process training without GPUs.
+        r"""RecBole's device set-up, with the visible GPUs fixed before anything initialises CUDA, plus
+        multi-process training without GPUs.
 
-        With ``local_rank`` set (a process started by ``quick_start.run(nproc=...)``) and CUDA
-        available, RecBole's own set-up runs (nccl, one GPU per process). Without CUDA (or with
-        ``gpu_id: ''``), RecBole's would assert one GPU per process and start nccl; here the process
-        group uses gloo and every process trains on the CPU instead.
+        ``CUDA_VISIBLE_DEVICES`` is set from ``gpu_id`` first (``process_gpu_ids``: with ``nproc`` ≥ 2
+        and ``gpu_id`` left at its default, the first ``nproc`` GPUs), then ``deterministic: True``
+        applies (``set_deterministic``), and only then is CUDA queried, so that rank r really runs
+        on the r-th GPU of ``gpu_id``. With ``local_rank`` set (a process started by
+        ``quick_start.run(nproc=...)``) and CUDA available, RecBole's own set-up runs (nccl, one GPU per
+        process). Without CUDA (or with ``gpu_id: ''``), RecBole's would assert one GPU per process
+        and start nccl; here the process group uses gloo and every process trains on the CPU with
+        ``cpu_count // nproc`` threads.
         """
+        final = self.final_config_dict
+        multi = "local_rank" in final
+        gpu_id = normalise_gpu_id(final["gpu_id"])
+        if multi:
+            gpu_id = process_gpu_ids(gpu_id, final["nproc"], user_set="gpu_id" in self.external_config_dict)
+        final["gpu_id"] = gpu_id
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id  # before the first CUDA query below
+        set_deterministic(bool(final.get("deterministic")))
         import torch
 
-        gpu_id = self.final_config_dict["gpu_id"]
-        gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
-        if "local_rank" not in self.final_config_dict or (len(gpu_id) > 0 and torch.cuda.is_available()):
+        cuda = len(gpu_id) > 0 and torch.cuda.is_available()
+        if not multi or cuda:
+            if multi:
+                check_gpu_count(gpu_id, final["nproc"], torch.cuda.device_count())
             return super()._init_device()
-        self.final_config_dict["gpu_id"] = gpu_id
-        rank = self.final_config_dict["local_rank"] + (self.final_config_dict.get("offset") or 0)
+        rank = final["local_rank"] + (final.get("offset") or 0)
         if not torch.distributed.is_initialized():
             torch.distributed.init_process_group(
                 backend="gloo",
                 rank=rank,
-                world_size=self.final_config_dict["world_size"],
-                init_method=f"tcp://{self.final_config_dict['ip']}:{self.final_config_dict['port']}",
+                world_size=final["world_size"],
+                init_method=f"tcp://{final['ip']}:{final['port']}",
             )
-        self.final_config_dict["device"] = torch.device("cpu")
-        self.final_config_dict["single_spec"] = False
-        if self.final_config_dict["local_rank"] != 0:  # as RecBole: only rank 0 logs
-            self.final_config_dict["state"] = "error"
-            self.final_config_dict["show_progress"] = False
-            self.final_config_dict["verbose"] = False
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, int(final["nproc"]))))
+        final["device"] = torch.device("cpu")
+        final["single_spec"] = False
+        if final["local_rank"] != 0:  # as RecBole: only rank 0 logs
+            final["state"] = "error"
+            final["show_progress"] = False
+            final["verbose"] = False
 
     def _load_config_files(self, file_list):
         for file in file_list or []:  # a missing file or a yaml syntax error: one line naming file and line
@@ -114,3 +182,104 @@ class Config(RecBoleConfig):
             for modality in modalities:
                 load_col.setdefault(modality, "*")
             self.final_config_dict["load_col"] = load_col
+
+
+# ------------------------------------------------------------------------------ devices
+def normalise_gpu_id(gpu_id):
+    """``gpu_id`` as RecBole keeps it: a comma-separated string (``(0, 1)`` → ``'0,1'``, ``None`` → ``''``)."""
+    if gpu_id is None:
+        return ""
+    if isinstance(gpu_id, (tuple, list)):
+        return ",".join(map(str, gpu_id))
+    return str(gpu_id).replace(" ", "")
+
+
+def process_gpu_ids(gpu_id, nproc, user_set):
+    """The ``gpu_id`` of an ``nproc``-process run: RecBole needs one GPU per process, so the default
+    ``'0'`` (not set by the user) becomes ``'0,1,...,nproc-1'``; a ``gpu_id`` the user set is kept
+    (``check_gpu_count`` refuses too few GPUs once CUDA is known to be there)."""
+    nproc = int(nproc)
+    if not user_set and nproc > 1 and len(gpu_id.split(",")) < nproc:
+        return ",".join(str(i) for i in range(nproc))
+    return gpu_id
+
+
+def check_gpu_count(gpu_id, nproc, visible):
+    """One clear line when an ``nproc``-process GPU run has fewer than ``nproc`` GPUs (RecBole asserts)."""
+    listed = [g for g in gpu_id.split(",") if g]
+    if len(listed) < int(nproc) or visible < int(nproc):
+        raise ConfigError(
+            f"config key 'gpu_id' is '{gpu_id}' ({min(len(listed), visible)} usable GPUs) but nproc={nproc} "
+            f"processes need one GPU each; set --gpu_id={','.join(map(str, range(int(nproc))))} (GPUs that "
+            f"exist), lower nproc, or set gpu_id='' to train the processes on the CPU"
+        )
+
+
+def set_deterministic(enabled):
+    """``deterministic: True``: deterministic torch kernels everywhere (``torch.use_deterministic_algorithms``),
+    with ``CUBLAS_WORKSPACE_CONFIG`` set first, as CUDA matmuls require (kept if already set). Must run
+    before CUDA initialises. ``reproducibility: True`` alone only fixes cuDNN's flags (RecBole's
+    ``init_seed``); scatter/index backward on a GPU then still varies slightly between runs."""
+    if not enabled:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    import torch
+
+    torch.use_deterministic_algorithms(True)
+
+
+# ------------------------------------------------------------------------------ config as data
+def plain_value(value):
+    """``value`` as plain data (str, int, float, bool, None, lists, str-keyed dicts): enums by name,
+    devices and other objects as strings, numpy scalars as Python numbers."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain_value(v) for k, v in value.items()}
+    return str(value)
+
+
+def data_root(config):
+    """The folder holding ``<dataset>/`` as an absolute path (``config['data_path']`` is
+    ``<root>/<dataset>`` once RecBole has resolved it)."""
+    external = getattr(config, "external_config_dict", None) or {}
+    internal = getattr(config, "internal_config_dict", None) or {}
+    root = external.get("data_path") or internal.get("data_path")
+    if not root:
+        root = os.path.dirname(os.path.normpath(config["data_path"]))
+    return os.path.abspath(root)
+
+
+def config_to_data(config):
+    r"""The resolved config as plain data: what a checkpoint stores instead of the ``Config`` object.
+
+    Derived keys (``DERIVED_KEYS``: types, device, evaluation sampling) and those of a multi-process
+    run (``PROCESS_KEYS``) are left out: ``config_from_data`` recomputes them, as a single process.
+    ``data_path`` is the absolute folder holding the dataset's folder.
+    """
+    values = {k: plain_value(v) for k, v in config.final_config_dict.items()
+              if k not in DERIVED_KEYS and k not in PROCESS_KEYS}
+    values["data_path"] = data_root(config)
+    neg = values.get("train_neg_sample_args")
+    if isinstance(neg, dict) and neg.get("distribution") == "none":
+        values["train_neg_sample_args"] = None  # RecBole's resolved form of "no negative sampling"
+    return values
+
+
+def config_from_data(values, data_path=None):
+    r"""A ``Config`` rebuilt from ``config_to_data``'s output; its values are used as they are (never
+    evaluated) and the command line is not read. ``data_path`` replaces the stored folder."""
+    values = {k: copy.deepcopy(v) for k, v in values.items() if k not in DERIVED_KEYS and k not in PROCESS_KEYS}
+    if data_path is not None:
+        values["data_path"] = os.path.abspath(str(data_path))
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return Config(model=values["model"], dataset=values["dataset"], config_dict=values)
+    finally:
+        sys.argv = argv

@@ -17,8 +17,12 @@ from recbole.data import data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_micro.checkpoint import load_checkpoint, load_state
-from recbole_micro.config import Config
+from recbole_micro.config import Config, config_from_data
+from recbole_micro.data.default import DEFAULT_DATASET
+from recbole_micro.data.locate import has_atoms
+from recbole_micro.errors import CheckpointError, RecboleMicroError
 from recbole_micro.model.validation import check_run
+from recbole_micro.token_ids import check_identity, data_identity, saved_ids
 from recbole_micro.utils import create_dataset, get_model, get_trainer
 
 
@@ -44,6 +48,7 @@ def build(model=None, dataset=None, config_file_list=None, config_dict=None, qui
     net = model_class(config, train_data._dataset).to(config["device"])
     logger.info(net)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    trainer.record_data(train_data._dataset)  # token ids, stored in and checked against checkpoints
     return config, net, trainer, (train_data, valid_data, test_data)
 
 
@@ -92,6 +97,8 @@ def run_recbole_micro(model=None, dataset=None, config_file_list=None, config_di
     and ``train_seconds``; the resolved config and the result are saved as ``<checkpoint>.json``.
     ``resume`` continues an interrupted run from its checkpoint.
     """
+    if resume:
+        load_checkpoint(resume)  # a refused or missing file fails before any data is built
     config, net, trainer, (train_data, valid_data, test_data) = build(model, dataset, config_file_list, config_dict)
     logger = getLogger()
     if resume:
@@ -148,19 +155,52 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     }
 
 
-def load_data_and_model(model_file):
-    r"""Rebuild config, model, dataset and dataloaders from a checkpoint written by a plugin trainer."""
-    checkpoint = load_checkpoint(model_file)
-    config = checkpoint["config"]
-    config["device"] = torch.device("cpu") if not torch.cuda.is_available() else config["device"]
+def load_data_and_model(model_file, data_path=None):
+    r"""Rebuild config, model, dataset and dataloaders from a checkpoint written by a plugin trainer.
+
+    The config is rebuilt from the checkpoint's plain data (never evaluated, as one process on this
+    machine's device: a GPU or multi-process checkpoint loads on a CPU); ``data_path`` replaces the
+    folder it recorded (the one holding ``<dataset>/``). Users and items get the internal ids they had
+    in training even when the files list them in another order (``token_ids.saved_ids``); other
+    tokens or other training interactions are refused with one ``CheckpointError``.
+    """
+    model_file = str(model_file)
+    checkpoint = load_checkpoint(model_file)  # onto the CPU
+    config = rebuild_config(checkpoint, model_file, data_path)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
-    data = create_dataset(config)
+    identity = checkpoint.get("data")
+    with saved_ids(identity):  # the ids of training, also when the files list the tokens in another order
+        data = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, data)
+    check_identity(identity, data_identity(train_data._dataset), model_file, config["data_path"])
     init_seed(config["seed"], config["reproducibility"])
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     load_state(net, checkpoint, model_file)  # one clear error when the data changed since training
     return config, net, data, train_data, valid_data, test_data
+
+
+def rebuild_config(checkpoint, model_file, data_path=None):
+    """The ``Config`` of a loaded checkpoint; one clear line when the data folder it names is gone."""
+    saved = checkpoint["config"]
+    root = os.path.abspath(str(data_path)) if data_path is not None else saved.get("data_path")
+    dataset = saved["dataset"]
+    if not isinstance(root, str) or (dataset != DEFAULT_DATASET and not has_atoms(os.path.join(root, dataset), dataset)):
+        where = "" if data_path is not None else " (recorded in the checkpoint)"
+        raise CheckpointError(
+            f"checkpoint {model_file}: dataset '{dataset}' has no atomic files in {os.path.join(str(root), dataset)}/"
+            f"{where}; move the data back there, or pass the folder that holds {dataset}/ with --data_path=<folder> "
+            f"(recommend) or load_data_and_model(..., data_path=<folder>)"
+        )
+    try:
+        return config_from_data(saved, data_path=root)
+    except RecboleMicroError:
+        raise
+    except (ValueError, KeyError, TypeError, ImportError, AttributeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {model_file}: its config (model '{saved['model']}') could not be rebuilt "
+            f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); retrain"
+        ) from None
 
 
 # ------------------------------------------------------------------------------ multi-process training
@@ -170,9 +210,15 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
 
     Each process trains on its share of every batch (RecBole's ``DistributedSampler``) and the
     gradients are averaged by RecBole's ``DistributedDataParallel``; evaluation results are merged
-    across processes. GPUs: nccl, one GPU per process (RecBole's set-up); no GPU: gloo on the CPU
+    across processes. GPUs: nccl, one GPU per process (RecBole's set-up): ``gpu_id`` lists them (left
+    at its default, the first ``nproc`` GPUs), rank r on the r-th; no GPU: gloo on the CPU
     (``Config._init_device``), each process using ``cpu_count // nproc`` threads. Returns rank 0's
     result (``nproc == 1``: a plain ``run_recbole_micro``).
+
+    Speed-up: only the per-batch part is split across processes. MICRO and LATTICE recompute the item
+    graphs, the full propagation and (``contrastive_mode: full``) the O(N²) contrastive loss over all
+    items in every process and every step, so with ``full`` more processes do not make an epoch
+    faster; with ``contrastive_mode: sampled`` the per-step cost is small and the batches split well.
     """
     if nproc == 1 and world_size <= 0:
         return run_recbole_micro(model, dataset, config_file_list, config_dict, saved=saved)
@@ -194,9 +240,8 @@ def _run_worker(rank, model, dataset, config_file_list, config_dict, saved, queu
     import recbole.trainer.trainer as recbole_trainer
     from torch.nn.parallel import DistributedDataParallel
 
+    # nothing here may touch CUDA: Config sets CUDA_VISIBLE_DEVICES from gpu_id first (and the CPU threads)
     config_dict = dict(config_dict, local_rank=rank)
-    if not torch.cuda.is_available():
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config_dict["nproc"]))
 
     def ddp(module, device_ids=None, **kwargs):
         # RecBole passes device_ids=[local_rank], which DistributedDataParallel refuses for a CPU module

@@ -19,12 +19,12 @@ class UnknownUserError(RecboleMicroError):
     """A requested user token is not in the dataset the model was trained on."""
 
 
-def load_for_recommendation(checkpoint):
+def load_for_recommendation(checkpoint, data_path=None):
     """``load_data_and_model`` with its failures turned into one-line ``CheckpointError``s."""
     from recbole_micro.quick_start import load_data_and_model
 
     try:
-        return load_data_and_model(checkpoint)
+        return load_data_and_model(checkpoint, data_path=data_path)
     except RecboleMicroError:
         raise
     except RuntimeError as exc:  # load_state_dict: the data or model settings changed since the save
@@ -36,7 +36,7 @@ def load_for_recommendation(checkpoint):
     except (ValueError, OSError) as exc:  # RecBole's "File ... not exist" when the data moved
         raise CheckpointError(
             f"checkpoint {checkpoint}: the dataset it was trained on could not be loaded ({exc}); "
-            f"put the atomic files back at the data_path recorded in the checkpoint, or retrain"
+            f"put the atomic files back at the data_path recorded in the checkpoint, pass --data_path, or retrain"
         ) from None
 
 
@@ -58,19 +58,21 @@ def resolve_users(dataset, users):
     return users, np.array([known[u] for u in users], dtype=np.int64)
 
 
-def recommend(checkpoint, users, topk=10, exclude="train", loaded=None):
+def recommend(checkpoint, users, topk=10, exclude="train", loaded=None, data_path=None):
     r"""Top-``topk`` items for each user token in ``users`` from the model saved in ``checkpoint``.
 
     Returns ``[{"user": token, "items": [item tokens], "scores": [floats]}, ...]`` in the order given,
     best first, without the user's excluded history (fewer than ``topk`` items only when the user has
     interacted with nearly every item). ``loaded`` may pass the tuple of an earlier
-    ``load_data_and_model`` call to skip rebuilding the data.
+    ``load_data_and_model`` call to skip rebuilding the data; ``data_path`` replaces the data folder the
+    checkpoint recorded (the folder holding ``<dataset>/``). Items are named by the tokens the model was
+    trained with, also when the data files list them in another order.
     """
     if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk <= 0:
         raise ConfigError(f"topk is {topk!r}; it must be an integer > 0")
     if exclude not in EXCLUDE:
         raise ConfigError(f"exclude is {exclude!r}; use one of {list(EXCLUDE)}")
-    config, model, dataset, _train, valid_data, test_data = loaded or load_for_recommendation(checkpoint)
+    config, model, dataset, _train, valid_data, test_data = loaded or load_for_recommendation(checkpoint, data_path)
     tokens, uids = resolve_users(dataset, users)
     loader = valid_data if exclude == "train" else test_data
     k = min(int(topk), dataset.item_num - 1)

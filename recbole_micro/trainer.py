@@ -1,8 +1,9 @@
 """Trainers: RecBole's, with weights-only checkpoints, finite-loss checks and the reference schedule.
 
-* ``SafeCheckpointMixin`` — checkpoints written atomically with pickle protocol 2 and read back with
-  ``weights_only=True`` (``checkpoint.py``), refused when from another model or dataset; a non-finite
-  loss term stops training with its name and epoch, keeping the last good checkpoint.
+* ``SafeCheckpointMixin`` — data-only checkpoints (``checkpoint.py``: the config as plain data, token
+  ids, numbers as Python floats) written atomically and read back with ``weights_only=True`` onto the
+  CPU, refused when from another model, dataset or token numbering; a non-finite loss term stops
+  training with its name and epoch, keeping the last good checkpoint.
 * ``MultimodalTrainer`` — adds the reference learning-rate schedule lr·decay^(epoch/period)
   (MICRO/LATTICE ``LambdaLR``). The learned item graphs are rebuilt at the start of every epoch by the
   model itself (RecBole calls ``model.train()`` each epoch), so any trainer keeps that behaviour.
@@ -16,10 +17,12 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import set_color
 
 from recbole_micro.checkpoint import (
-    check_compatible, load_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state,
+    FORMAT, check_compatible, load_checkpoint, load_state, plain_numbers, rng_state, save_checkpoint, set_rng_state,
 )
+from recbole_micro.config import config_to_data
 from recbole_micro.errors import RecboleMicroError
 from recbole_micro.evaluation import CandidateEvalMixin
+from recbole_micro.token_ids import check_identity, data_identity
 
 
 class NonFiniteLossError(RecboleMicroError):
@@ -40,13 +43,20 @@ class SafeCheckpointMixin:
 
     Both hold the optimizer, early-stopping counters and all random-number states, so
     ``resume_checkpoint(either file)`` continues with the next epoch and reproduces the uninterrupted
-    run bit for bit on CPU (same seed, config and data).
+    run bit for bit on CPU (same seed, config and data). Both also hold the token of every user and item
+    id and a digest of the training interactions (``record_data``; ``token_ids.py``), checked whenever a
+    file is loaded into this trainer's model.
     """
 
     _resume_rng = None
     _fit_train_data = None
     _fit_saved = False
     _last_valid_result = None
+    _data_identity = None
+
+    def record_data(self, train_dataset):
+        """Remember the training data's token ids (stored in every checkpoint, checked at every load)."""
+        self._data_identity = data_identity(train_dataset)
 
     @property
     def last_checkpoint_file(self):
@@ -67,26 +77,33 @@ class SafeCheckpointMixin:
         if kind == "best" and self._last_valid_result is not None:
             best_result = self._last_valid_result
         generator = getattr(self._fit_train_data, "generator", None)
-        state = {
-            "config": self.config,
-            "epoch": epoch,
-            "cur_step": self.cur_step,
+        if self._data_identity is None and self._fit_train_data is not None:
+            self.record_data(self._fit_train_data._dataset)
+        state = {  # data only: see checkpoint.py
+            "format": FORMAT,
+            "config": config_to_data(self.config),
+            "epoch": int(epoch),
+            "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),
-            "best_valid_result": dict(best_result or {}),
+            "best_valid_result": plain_numbers(best_result),
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
             "kind": kind,
-            "best_checkpoint": self.saved_model_file,
+            "best_checkpoint": str(self.saved_model_file),
             "rng": rng_state(generator),
+            "data": self._data_identity,
         }
         save_checkpoint(state, saved_model_file)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
     def _load_into_model(self, path):
-        checkpoint = load_checkpoint(path, map_location=self.device)
+        checkpoint = load_checkpoint(path)  # onto the CPU: load_state_dict moves tensors to the model's device
         check_compatible(checkpoint, self.config, path)
+        if self._data_identity is not None:
+            check_identity(checkpoint.get("data"), self._data_identity, path, self.config["data_path"],
+                           reorder_hint=True)
         load_state(self.model, checkpoint, path)
         return checkpoint
 
@@ -100,12 +117,15 @@ class SafeCheckpointMixin:
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
         self.best_valid_result = checkpoint.get("best_valid_result") or None
+        # CPU state: Adam's step counters stay on the CPU (no sync per step), moments move to the parameters
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self._resume_rng = checkpoint.get("rng")
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._fit_train_data, self._fit_saved = train_data, saved
+        if self._data_identity is None:
+            self.record_data(train_data._dataset)
         if self._resume_rng is not None:  # after a resume: the random streams as they were at the save
             set_rng_state(self._resume_rng, getattr(train_data, "generator", None))
             self._resume_rng = None
@@ -139,18 +159,24 @@ class SafeCheckpointMixin:
 
         def checked(interaction):
             losses = loss_func(interaction)
-            parts = losses if isinstance(losses, tuple) else (losses,)
-            for index, part in enumerate(parts):
-                if not torch.isfinite(part).all():
-                    name = names[index] if names and index < len(names) else f"#{index}"
-                    raise NonFiniteLossError(
-                        f"epoch {epoch_idx}: loss term '{name}' is {part.detach().float().sum().item()}; training "
-                        f"stopped ({self._good_checkpoints()}); lower learning_rate or check the features for "
-                        f"extreme values"
-                    )
+            self._check_finite(losses, epoch_idx, names)
             return losses
 
         return super()._train_epoch(train_data, epoch_idx, loss_func=checked, show_progress=show_progress)
+
+    def _check_finite(self, losses, epoch_idx, names=None):
+        """Stop on a NaN/Inf loss term, naming it: one host–device sync per step for all terms together."""
+        parts = losses if isinstance(losses, tuple) else (losses,)
+        finite = torch.stack([torch.isfinite(part.detach()).all() for part in parts])
+        if bool(finite.all()):
+            return
+        index = int((~finite).nonzero()[0, 0])  # only on the way out
+        name = names[index] if names and index < len(names) else f"#{index}"
+        raise NonFiniteLossError(
+            f"epoch {epoch_idx}: loss term '{name}' is {parts[index].detach().float().sum().item()}; training "
+            f"stopped ({self._good_checkpoints()}); lower learning_rate or check the features for "
+            f"extreme values"
+        )
 
 
 class Trainer(CandidateEvalMixin, SafeCheckpointMixin, RecBoleTrainer):

@@ -12,6 +12,7 @@ import torch
 
 from conftest import REPO, run_config, train_on_synthetic
 from recbole_micro.checkpoint import load_checkpoint
+from recbole_micro.config import Config, config_from_data, config_to_data
 from recbole_micro.errors import CheckpointError
 from recbole_micro.quick_start import build, load_data_and_model, run_recbole_micro
 from recbole_micro.trainer import NonFiniteLossError, SafeCheckpointMixin
@@ -45,22 +46,57 @@ def test_save_load_evaluate_is_bit_equal(trained):
     assert trainer.evaluate(valid_data, load_best_model=False) == result["best_valid_result"]
 
 
-def test_checkpoint_loads_weights_only_and_holds_resume_state(trained):
-    _, result = trained
-    checkpoint = load_checkpoint(result["checkpoint"])  # torch.load(weights_only=True) with the allow-list
+def _plain(value):
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return value is None or type(value) in (str, int, float, bool)
+
+
+def test_checkpoint_is_data_only_and_holds_resume_state(trained):
+    root, result = trained
+    for path in (result["checkpoint"], result["checkpoint"][:-4] + "-last.pth"):
+        # plain weights-only loading, no extra globals: nothing but tensors, numbers, strings, lists, dicts
+        assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []
+        raw = torch.load(path, weights_only=True)
+        assert _plain(raw["config"]) and type(raw["best_valid_score"]) is float
+        assert all(type(v) is float for v in raw["best_valid_result"].values())
+    checkpoint = load_checkpoint(result["checkpoint"])
     assert checkpoint["kind"] == "best" and checkpoint["best_checkpoint"] == result["checkpoint"]
     assert checkpoint["best_valid_result"] == result["best_valid_result"]
     assert {"python", "numpy", "torch", "loader"} <= set(checkpoint["rng"])
+    config = checkpoint["config"]
+    assert config["model"] == "MICRO" and config["dataset"] == "syn" and config["seed"] == 7
+    assert config["data_path"] == os.path.abspath(root)  # the folder holding syn/, absolute
+    assert not {"device", "MODEL_TYPE", "eval_type", "local_rank", "single_spec"} & set(config)
+    data = checkpoint["data"]
+    assert len(data["user_tokens"]) == SMALL["n_users"] + 1 and data["item_tokens"][0] == "[PAD]"
     last = load_checkpoint(result["checkpoint"][:-4] + "-last.pth")
     assert last["kind"] == "last" and last["epoch"] == EPOCHS - 2  # written at the start of the last epoch
-    with pytest.raises(Exception):  # plain weights-only loading refuses RecBole's Config: the allow-list is needed
-        torch.load(result["checkpoint"], weights_only=True)
+
+
+@pytest.mark.parametrize("model", ["MICRO", "LATTICE", "BPR", "LightGCN"])
+def test_config_rebuilt_from_its_data_equals_the_original(trained, model):
+    root, _ = trained
+    config = Config(model=model, dataset="syn", config_dict=run_config(Path(root), **TRAIN))
+    data = config_to_data(config)
+    rebuilt = config_from_data(data)
+    assert rebuilt.final_config_dict == config.final_config_dict  # every key, derived ones recomputed
+    assert config_from_data(torch.load(_round_trip(data, root), weights_only=True)).final_config_dict == \
+        config.final_config_dict
+
+
+def _round_trip(data, root):
+    path = Path(root) / "config-only.pth"
+    torch.save(data, path, pickle_protocol=2)
+    return path
 
 
 def test_untrusted_global_is_refused_before_unpickling(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"config": {}, "state_dict": {}, "hook": os.getcwd}, path, pickle_protocol=2)
-    with pytest.raises(CheckpointError, match=r"'posix.getcwd'.*not on the allow-list"):
+    with pytest.raises(CheckpointError, match=r"refused: it holds 'posix.getcwd'.*nothing in it was run"):
         load_checkpoint(path)
 
 
@@ -188,7 +224,8 @@ def test_checkpoint_of_another_dataset_or_model(trained, syn_trainer, synthetic,
     make_synthetic_dataset(str(changed), "syn", **{**SMALL, "n_items": 45})
     _, _, changed_trainer, _ = build(model="MICRO", dataset="syn", config_dict=run_config(changed, **TRAIN))
     changed_trainer._save_checkpoint(0, verbose=False)
-    _assert_refused(trainer, test_data, changed_trainer.saved_model_file, "does not fit this model", "has shape")
+    _assert_refused(trainer, test_data, changed_trainer.saved_model_file, "does not fit the data in",
+                    "its 45 item tokens differ from the data's 50", "retrain")
 
 
 # ------------------------------------------------------------------------------------------ numerical health
