@@ -194,8 +194,6 @@ def rebuild_config(checkpoint, model_file, data_path=None):
         )
     try:
         return config_from_data(saved, data_path=root)
-    except RecboleMicroError:
-        raise
     except (ValueError, KeyError, TypeError, ImportError, AttributeError) as exc:
         raise CheckpointError(
             f"checkpoint {model_file}: its config (model '{saved['model']}') could not be rebuilt "
