@@ -109,7 +109,9 @@ def run_model(model, dataset, config_dict, config_files=None, prefix="[compare]"
 
     config = resolve_config(model, dataset, config_files, config_dict)
     budget, metric = config["epochs"], config["valid_metric"].lower()
-    wanted = [m for m in per_user if m.split("@")[0] in [x.lower() for x in config["metrics"]]
+    mode = (config["eval_args"] or {}).get("mode")
+    full = (mode.get("test") if isinstance(mode, dict) else mode) == "full"  # per-user values need full ranking
+    wanted = [m for m in per_user if full and m.split("@")[0] in [x.lower() for x in config["metrics"]]
               and int(m.split("@")[1]) <= max(config["topk"])]
     print(f"{prefix} {model}{label} on {dataset}: {'resuming from ' + resume if resume else 'training'} (budget "
           f"{budget} epochs, validating every {config['eval_step']}, patience {config['stopping_step']})", flush=True)

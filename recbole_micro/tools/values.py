@@ -24,7 +24,13 @@ from recbole_micro.tools.files import plain
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _EVAL_TYPES = (str, int, float, list, tuple, dict, bool, enum.Enum)  # what RecBole's eval result may be
-_OTHER = object()  # a default of a type that files cannot set (devices, enums, ...)
+
+
+class NotFromFiles:
+    """Stands for a default of a type files cannot set (devices, enums, ...); survives pickling to Ray workers."""
+
+    def __init__(self, type_name):
+        self.type_name = type_name
 
 
 def parse_overrides(overrides):
@@ -80,7 +86,7 @@ def known_keys(config):
         elif isinstance(value, (list, tuple)) and all(isinstance(v, (bool, int, float, str)) for v in value):
             known[key] = list(value)
         else:
-            known[key] = _OTHER
+            known[key] = NotFromFiles(type(value).__name__)
     return known
 
 
@@ -105,7 +111,7 @@ def _is_number(value):
 
 
 def _kind(default):
-    if default is _OTHER or isinstance(default, dict):
+    if isinstance(default, (NotFromFiles, dict)):
         return None
     if isinstance(default, bool):
         return "true/false"
@@ -127,8 +133,8 @@ def typed_value(key, value, default, where):
         shown = repr(value)
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
         if kind is None:
-            return ConfigError(f"{where}: '{key}' cannot be set from a file (its default is "
-                               f"{type(default).__name__ if default is not _OTHER else 'not plain data'}); "
+            found = default.type_name if isinstance(default, NotFromFiles) else type(default).__name__
+            return ConfigError(f"{where}: '{key}' cannot be set from a file (its default is a {found}); "
                                f"set it in a yaml config file or on the command line")
         return ConfigError(f"{where}: value {shown} for '{key}' is refused: '{key}' takes {kind}; values "
                            f"from files are never evaluated as code")
