@@ -9,7 +9,7 @@ import argparse
 import sys
 import warnings
 
-from recbole_micro.cli_support import exit_on_bad_input, parse_overrides, standalone  # noqa: F401 (shared with the scripts)
+from recbole_micro.cli_support import exit_on_bad_input, parse_overrides
 
 
 def _train(args, overrides):

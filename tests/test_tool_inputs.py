@@ -93,7 +93,6 @@ def test_scripts_refuse_crafted_files_in_one_line(tmp_path, synthetic):
     commands = [
         ["run_hyper.py", "--model", "MICRO", "--dataset", name, "--params_file", str(space)],
         ["run_compare.py", "--dataset", name, "--models", "BPR", "--tuned", export.json_path],
-        ["run_recbole_micro.py", "tune", "--model", "MICRO", "--dataset", name, "--params_file", str(space)],
     ]
     for command in commands:
         result = subprocess.run([sys.executable, str(REPO / command[0]), *command[1:], *cli_args(tmp_path, name)],

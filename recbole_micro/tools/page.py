@@ -154,7 +154,7 @@ def caption(doc):
     if not runs:
         return "no finished run"
     common, differing = _common_settings(runs)
-    seeds = sorted({r["seed"] for r in runs}, key=str)
+    seeds = list(dict.fromkeys(r["seed"] for r in runs))
     epochs = ", ".join(f"{m} {','.join(str(r['epochs_run']) for r in _ok(doc, m))}/{_ok(doc, m)[0]['epoch_budget']}"
                        for m in ok_models(doc))
     split = "fixed split files" if common.get("benchmark_filename") else "random split"
@@ -193,7 +193,7 @@ def render_page(doc, png_name=None, out="results", data_dir=None):
     else:
         lines += ["No finished run yet.", ""]
     lines += _unfinished_section(doc)
-    lines += _significance_section(doc, models, data_dir if data_dir is not None else out)
+    lines += _significance_section(doc, data_dir if data_dir is not None else out)
     lines += _protocol_section(runs)
     lines += _settings_section(doc, models)
     if dataset == "baby":
@@ -281,16 +281,20 @@ def _ratio_text(result):
     return f"{r['mean']:.3f}" if r["std"] is None else f"{r['mean']:.3f} ± {r['std']:.3f}"
 
 
+def _verdict(result):
+    return {True: "significant", False: "not significant", None: "untested"}[result["significant"]]
+
+
 def _tests_text(result):
     parts = []
     if result["seed_test"]:
         parts.append(f"paired t over {result['seed_test']['n']} seeds p = {fmt_p(result['seed_test']['p'])}")
     if result["user_test"]:
         parts.append(f"Wilcoxon over {result['user_test']['n_pairs']:,} users p = {fmt_p(result['user_test']['p'])}")
-    return "; ".join(parts) or "no test possible"
+    return "; ".join(parts) or "one seed and no per-user values: no test possible"
 
 
-def _significance_section(doc, models, data_dir):
+def _significance_section(doc, data_dir):
     results = significance(doc, data_dir)
     if not results:
         return []
@@ -300,9 +304,7 @@ def _significance_section(doc, models, data_dir):
     seeds_n = max(r["ratio"]["n"] for r in results.values())
     how = ("mean ± std over seeds of the per-seed ratio" if seeds_n > 1 else "one seed: no spread over seeds")
     ratios = ", ".join(f"{TARGET} / {b} = {_ratio_text(results[b])}" for b in headline)
-    verdicts = "; ".join(
-        f"{'significant' if results[b]['significant'] else 'not significant'} over {b} ({_tests_text(results[b])})"
-        for b in headline)
+    verdicts = "; ".join(f"{_verdict(results[b])} over {b} ({_tests_text(results[b])})" for b in headline)
     lines = [f"## {TARGET} against each baseline", "",
              f"**Test {label} ratio: {ratios}** ({how}). {TARGET}'s gain: {verdicts}.", "",
              f"Paired over seeds: {stats.SEED_TEST}, on each seed's test {label}. Paired over users: {stats.USER_TEST}, "
@@ -319,7 +321,7 @@ def _significance_section(doc, models, data_dir):
             f"| {base}", ", ".join(map(str, r["seeds"])) or "–", cell(r["target"]), cell(r["baseline"]),
             _ratio_text(r), "–" if not st else f"{st['statistic']:.3f}, {fmt_p(st['p'])}",
             "–" if not ut else f"{ut['n_pairs']:,} ({ut['n_nonzero']:,})", "–" if not ut else fmt_p(ut["p"]),
-            ("yes" if r["significant"] else "no") + ("" if r["tests_used"] else " (no test)"),
+            {True: "yes", False: "no", None: "untested"}[r["significant"]],
         ]) + " |")
     return lines + [""]
 
@@ -347,10 +349,7 @@ def _protocol_section(runs):
     budgets = sorted({r["epoch_budget"] for r in runs})
     budget = str(budgets[0]) if len(budgets) == 1 else "differs per model (see the table)"
     metric = runs[0]["valid_metric"]
-    seeds = []
-    for r in runs:
-        if r["seed"] not in seeds:
-            seeds.append(r["seed"])
+    seeds = list(dict.fromkeys(r["seed"] for r in runs))
     seed_text = (f"{seeds[0]}" if len(seeds) == 1 else
                  f"{', '.join(map(str, seeds))}: every model runs once with each seed")
     settings = common or runs[0].get("settings") or {}

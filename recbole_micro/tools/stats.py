@@ -99,7 +99,8 @@ def against(target_runs, base_runs, target_users, base_users, metric="recall@20"
     r"""Everything the page states about target vs one baseline on test ``metric``.
 
     ``*_runs``: finished runs (with ``seed`` and ``test``); ``*_users``: ``{seed: per-user values}``.
-    ``significant`` is True when the target's mean is higher and every available test has p < ``ALPHA``.
+    ``significant`` is True when the target's mean is higher and every available test has p < ``ALPHA``
+    (None when no test is possible: one seed and no per-user values).
     """
     seeds, a, b = paired_by_seed(target_runs, base_runs, metric)
     users, ua, ub, user_seeds = user_pairs(target_users, base_users, metric)
@@ -110,6 +111,6 @@ def against(target_runs, base_runs, target_users, base_users, metric="recall@20"
     return {
         "metric": metric, "seeds": seeds, "target": a, "baseline": b, "ratio": ratio(a, b),
         "seed_test": by_seed, "user_test": by_user, "user_seeds": user_seeds,
-        "significant": bool(tests) and higher and all(t["p"] < ALPHA for t in tests),
+        "significant": (higher and all(t["p"] < ALPHA for t in tests)) if tests else None,
         "tests_used": len(tests),
     }
