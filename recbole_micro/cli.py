@@ -9,7 +9,7 @@ import argparse
 import sys
 import warnings
 
-from recbole_micro.errors import RecboleMicroError
+from recbole_micro.cli_support import exit_on_bad_input, parse_overrides
 
 
 def _train(args, overrides):
@@ -59,30 +59,3 @@ def main(argv=None):
 
         args.dataset = DEFAULT_DATASET
     return exit_on_bad_input(action, args, unknown)
-
-
-def parse_overrides(parser, argv):
-    """``(args, overrides)``: the parser's options plus RecBole ``--key=value`` config overrides;
-    anything else is a usage error."""
-    args, unknown = parser.parse_known_args(argv)
-    bad = [a for a in unknown if not (a.startswith("--") and "=" in a)]
-    if bad:
-        parser.error(f"unrecognised arguments {bad}; config overrides are written --key=value")
-    return args, unknown
-
-
-def standalone(build_parser, run, prog, argv=None):
-    """Entry point of a stand-alone script (``run_compare.py``, ``run_hyper.py``): parse, then
-    ``run(args, overrides, prog, argv)`` with bad input reported as one line."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args, unknown = parse_overrides(build_parser(prog), argv)
-    return exit_on_bad_input(run, args, unknown, prog, argv)
-
-
-def exit_on_bad_input(action, *args):
-    """Run ``action``; a ``RecboleMicroError`` (bad input) becomes one stderr line and exit status 2."""
-    try:
-        return action(*args)
-    except RecboleMicroError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)

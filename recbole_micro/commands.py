@@ -1,10 +1,12 @@
 """Sub-commands of ``run_recbole_micro.py`` besides ``train``: ``COMMANDS[name] = (build_parser, action)``.
 
 ``cli.main`` dispatches ``argv[0]`` to ``action(args, unknown_overrides)``; a ``RecboleMicroError`` it
-raises is printed as one line with exit status 2.
+raises is printed as one line with exit status 2. ``tune`` and ``compare`` are the tools' command lines
+(``recbole_micro.tools.cli``, also ``run_hyper.py`` and ``run_compare.py``).
 """
 
 import argparse
+import sys
 
 from recbole_micro.errors import ConfigError
 
@@ -35,39 +37,32 @@ def recommend_action(args, overrides):
     return results
 
 
-COMMANDS = {
-    "recommend": (build_recommend_parser, recommend_action),
-}
-
-
 def _tune_parser():
-    from recbole_micro.tuning import build_parser
+    from recbole_micro.tools.cli import build_tune_parser
 
-    return build_parser("run_recbole_micro.py tune")
+    return build_tune_parser("run_recbole_micro.py tune")
 
 
 def _tune_action(args, overrides):
-    import sys
+    from recbole_micro.tools.cli import run_tune
 
-    from recbole_micro.tuning import run
-
-    return run(args, overrides, "run_recbole_micro.py tune", sys.argv[2:])
+    return run_tune(args, overrides, "run_recbole_micro.py tune", sys.argv[2:])
 
 
 def _compare_parser():
-    from recbole_micro.compare import build_parser
+    from recbole_micro.tools.cli import build_compare_parser
 
-    return build_parser("run_recbole_micro.py compare")
+    return build_compare_parser("run_recbole_micro.py compare")
 
 
 def _compare_action(args, overrides):
-    import sys
+    from recbole_micro.tools.cli import run_compare
 
-    from recbole_micro.compare import run
-
-    return run(args, overrides, "run_recbole_micro.py compare", sys.argv[2:])
+    return run_compare(args, overrides, "run_recbole_micro.py compare", sys.argv[2:])
 
 
-# hyper-parameter search (run_hyper.py) and the baseline comparison (run_compare.py) as sub-commands
-COMMANDS["tune"] = (_tune_parser, _tune_action)
-COMMANDS["compare"] = (_compare_parser, _compare_action)
+COMMANDS = {
+    "recommend": (build_recommend_parser, recommend_action),
+    "tune": (_tune_parser, _tune_action),  # hyper-parameter search (run_hyper.py)
+    "compare": (_compare_parser, _compare_action),  # the baseline comparison (run_compare.py)
+}

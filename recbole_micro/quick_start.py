@@ -6,6 +6,7 @@ RecBole's own versions look models up inside RecBole only; these build the same 
 models and RecBole's baselines run through one path on the same data and split.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -90,36 +91,29 @@ def save_run_record(config, result):
 
 
 def run_recbole_micro(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True,
-                      resume=None, callback_fn=None):
+                      resume=None, callback_fn=None, checkpoint_file=None, per_user=None):
     r"""Train ``model`` on ``dataset``, select on validation, evaluate the best checkpoint on test.
 
-    Returns a dict with ``best_valid_score``, ``best_valid_result``, ``test_result``, ``checkpoint``
-    and ``train_seconds``; the resolved config and the result are saved as ``<checkpoint>.json``.
-    ``resume`` continues an interrupted run from its checkpoint.
+    Returns a dict with ``best_valid_score``, ``best_valid_result``, ``test_result``, ``checkpoint``,
+    ``train_seconds`` and ``epochs_run`` (epochs trained by this call; ``start_epoch`` is where it began);
+    the resolved config and the result are saved as ``<checkpoint>.json``. ``resume`` continues an
+    interrupted run from its checkpoint; ``checkpoint_file`` names the best checkpoint up front (its
+    resume point is ``<name>-last.pth``); ``per_user`` (metric keys such as ``["recall@20"]``) adds
+    ``result["per_user"]``: each test user's token and values (``per_user.PerUserValues``).
     """
     if resume:
         load_checkpoint(resume)  # a refused or missing file fails before any data is built
-    config, net, trainer, (train_data, valid_data, test_data) = build(model, dataset, config_file_list, config_dict)
+    config, net, trainer, data = build(model, dataset, config_file_list, config_dict)
+    if checkpoint_file:
+        trainer.saved_model_file = str(checkpoint_file)
+    result = _fit_and_test(config, net, trainer, data, saved=saved, resume=resume, callback_fn=callback_fn,
+                           show_progress=config["show_progress"], per_user=per_user)
     logger = getLogger()
-    if resume:
-        trainer.resume_checkpoint(resume)
-    track, seen = _best_epoch_tracker(trainer, callback_fn)
-    start = time.time()
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=track
-    )
-    seconds = time.time() - start
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
-    result = _result(config, trainer, best_valid_score, best_valid_result, test_result, seconds)
-    result["epochs_run"] = len(trainer.train_loss_dict)
-    result["seconds_per_epoch"] = seconds / max(1, result["epochs_run"])
-    result["params"] = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    result["best_epoch"] = seen["best_epoch"]  # 0-based index of the selected epoch (None: no validation)
+    logger.info(set_color("best valid ", "yellow") + f": {result['best_valid_result']}")
+    logger.info(set_color("test result", "yellow") + f": {result['test_result']}")
     if saved and config["local_rank"] == 0:  # one record per run, also with several processes
-        result["record"] = save_run_record(config, result)
+        result["record"] = save_run_record(config, {k: v for k, v in result.items() if k != "per_user"})
     if not config["single_spec"]:
         torch.distributed.destroy_process_group()
     return result
@@ -129,30 +123,42 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     r"""Objective for RecBole's ``HyperTuning``: one quiet training run, selected on validation
     (no resume checkpoints: a trial that dies is simply re-run)."""
     config_dict = {"last_checkpoint_step": 0, **(config_dict or {})}
-    config, net, trainer, (train_data, valid_data, test_data) = build(
-        config_file_list=config_file_list, config_dict=config_dict, quiet=True
-    )
-    track, seen = _best_epoch_tracker(trainer)
+    config, net, trainer, data = build(config_file_list=config_file_list, config_dict=config_dict, quiet=True)
+    return _fit_and_test(config, net, trainer, data, saved=saved, verbose=False)
+
+
+def _fit_and_test(config, net, trainer, data, saved=True, resume=None, callback_fn=None, verbose=True,
+                  show_progress=False, per_user=None):
+    r"""The body of ``run_recbole_micro`` and ``objective_function``: fit with early stopping on valid,
+    evaluate the best checkpoint on test, and describe the run (cost, epochs, best epoch)."""
+    from recbole_micro.per_user import PerUserValues
+
+    train_data, valid_data, test_data = data
+    if resume:
+        trainer.resume_checkpoint(resume)
+    start_epoch = trainer.start_epoch
+    track, seen = _best_epoch_tracker(trainer, callback_fn)
     start = time.time()
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, verbose=False, saved=saved, callback_fn=track
+        train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress, callback_fn=track
     )
     seconds = time.time() - start
-    test_result = trainer.evaluate(test_data, load_best_model=saved)
-    epochs_run = len(trainer.train_loss_dict)
-    return {
-        "model": config["model"],
-        "best_valid_score": best_valid_score,
-        "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": best_valid_result,
-        "test_result": test_result,
-        "epochs_run": epochs_run,
-        "best_epoch": seen["best_epoch"],
-        "train_seconds": seconds,
-        "seconds_per_epoch": seconds / max(1, epochs_run),
-        "params": sum(p.numel() for p in net.parameters() if p.requires_grad),
-        "checkpoint": trainer.saved_model_file if saved else None,
-    }
+    capture = PerUserValues(trainer, per_user) if per_user else contextlib.nullcontext()
+    with capture:
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
+    best_epoch = seen["best_epoch"]
+    if best_epoch is None and resume and saved and os.path.isfile(trainer.saved_model_file):
+        best_epoch = load_checkpoint(trainer.saved_model_file)["epoch"]  # the best came before the resume
+    result = _result(config, trainer, best_valid_score, best_valid_result, test_result, seconds)
+    result["checkpoint"] = trainer.saved_model_file if saved else None
+    result["epochs_run"] = len(trainer.train_loss_dict)
+    result["start_epoch"] = start_epoch
+    result["seconds_per_epoch"] = seconds / max(1, result["epochs_run"])
+    result["params"] = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    result["best_epoch"] = best_epoch  # 0-based index of the selected epoch (None: no validation)
+    if per_user:
+        result["per_user"] = capture.values(test_data._dataset)
+    return result
 
 
 def load_data_and_model(model_file, data_path=None):

@@ -1,17 +1,22 @@
-"""The one-command comparison: one protocol for all models, table + chart + JSON, --append, --from-json."""
+"""The one-command comparison: one protocol for all models, table + chart + JSON, --append, --from-json,
+selection on validation for --tuned, one clear line for bad model names and failed runs."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
-from conftest import run_config
-from recbole_micro import compare
+from conftest import REPO, run_config
 from recbole_micro.data.synthetic import make_synthetic_dataset
-from recbole_micro.tuning import TuningExport, trial_entry
+from recbole_micro.tools import compare, page
+from recbole_micro.tools.cli import compare_main
+from recbole_micro.tools.export import TuningExport, trial_entry
+from recbole_micro.tools.results import load_results, model_runs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SMALL = dict(n_users=80, n_items=100, n_clusters=8, per_user=(6, 10))
+SHORT = {"R": "recall", "N": "ndcg", "P": "precision"}
 
 
 def table_rows(markdown):
@@ -26,6 +31,41 @@ def table_rows(markdown):
     return lines[start], rows
 
 
+def parsed_table(markdown):
+    """``{model: {column: cell}}`` of the results table."""
+    header, rows = table_rows(markdown)
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    return {row[0]: dict(zip(columns, row)) for row in rows}
+
+
+def metric_columns(columns):
+    """``[(column, split, metric key)]`` for every metric column, e.g. ``("test R@20", "test", "recall@20")``."""
+    found = []
+    for column in columns:
+        split, _, short = column.partition(" ")
+        if split in ("test", "valid") and "@" in short:
+            letter, k = short.split("@")
+            found.append((column, split, f"{SHORT[letter]}@{k}"))
+    return found
+
+
+def assert_table_matches_json(markdown, doc):
+    """Every cell of every row equals the JSON (single-seed runs): metrics, cost, epochs, parameters."""
+    table = parsed_table(markdown)
+    assert list(table) == [m for m in doc["order"] if model_runs(doc, m, "ok")]
+    for model, cells in table.items():
+        (run,) = model_runs(doc, model, "ok")
+        columns = metric_columns(cells)
+        assert len(columns) == 12
+        for column, split, key in columns:
+            assert float(cells[column]) == pytest.approx(run[split][key], abs=5e-5), (model, column)
+        assert cells["seeds"] == str(run["seed"])
+        assert float(cells["s/epoch"]) == pytest.approx(run["seconds_per_epoch"], abs=5e-3)
+        assert cells["epochs run / budget"].split(" (")[0] == f"{run['epochs_run']} / {run['epoch_budget']}"
+        assert cells["epochs to best"] == str(run["epochs_to_best"])
+        assert cells["parameters"] == f"{run['params']:,}"
+
+
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare")
@@ -37,43 +77,69 @@ def compared(tmp_path_factory):
     return root, out, overrides, doc
 
 
-def test_table_one_row_per_model_and_chart(compared, capsys):
+def test_table_one_row_per_model_and_chart(compared):
     _, out, _, doc = compared
-    page = (out / "syn.md").read_text()
-    header, rows = table_rows(page)
+    page_text = (out / "syn.md").read_text()
+    header, rows = table_rows(page_text)
     assert [r[0] for r in rows] == ["BPR", "MICRO"]
     for column in ("test R@20", "test N@20", "valid R@10", "valid P@20", "s/epoch", "epochs to best", "parameters"):
         assert column in header
     assert all(len(r) == header.count("|") - 1 for r in rows)
-    assert "python run_compare.py --dataset syn --models BPR,MICRO --epochs 2" in page
-    assert "--from-json" in page and "## Protocol" in page and "standard NDCG" in page
-    assert "reconstructed" not in page  # the Baby data note only on the Baby page
+    assert "python run_compare.py --dataset syn --models BPR,MICRO --epochs 2" in page_text
+    assert "--from-json" in page_text and "## Protocol" in page_text and "standard NDCG" in page_text
+    assert "reconstructed" not in page_text  # the Baby data note only on the Baby page
+    assert (out / "syn.png").read_bytes()[:8] == PNG_SIGNATURE
 
-    png = out / "syn.png"
-    assert png.read_bytes()[:8] == PNG_SIGNATURE
-    from matplotlib.image import imread
 
-    image = imread(str(png))
-    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+def test_every_table_cell_equals_the_json(compared):
+    """Parse every cell: a page printing the valid numbers under the test headers (or any other mix-up) fails."""
+    _, out, _, _ = compared
+    doc = load_results(str(out / "syn.json"))
+    assert_table_matches_json((out / "syn.md").read_text(), doc)
+    # the check can fail: swapping valid and test in the JSON no longer matches the page
+    swapped = json.loads(json.dumps(doc))
+    for model in swapped["runs"]:
+        for run in swapped["runs"][model].values():
+            run["valid"], run["test"] = run["test"], run["valid"]
+    if any(model_runs(doc, m)[0]["valid"] != model_runs(doc, m)[0]["test"] for m in doc["order"]):
+        with pytest.raises(AssertionError):
+            assert_table_matches_json((out / "syn.md").read_text(), swapped)
+
+
+def test_chart_bars_equal_the_json(compared):
+    _, out, _, _ = compared
+    doc = load_results(str(out / "syn.json"))
+    figure = page.plot_results(doc)
+    ax = figure.axes[0]
+    bars = {c.get_label(): c for c in ax.containers if hasattr(c, "patches")}
+    assert set(bars) == {"Recall@20", "NDCG@20"}
+    for label, key in (("Recall@20", "recall@20"), ("NDCG@20", "ndcg@20")):
+        heights = [patch.get_height() for patch in bars[label].patches]
+        assert heights == pytest.approx([model_runs(doc, m)[0]["test"][key] for m in ("BPR", "MICRO")], abs=1e-12)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["BPR", "MICRO"]
 
 
 def test_json_records_protocol_and_cost(compared):
     _, out, _, _ = compared
     doc = json.loads((out / "syn.json").read_text())
-    assert doc["order"] == ["BPR", "MICRO"]
+    assert doc["format"] == "recbole-micro comparison 2"
+    assert doc["order"] == ["BPR", "MICRO"] and doc["seeds"] == [123]
     for model in ("BPR", "MICRO"):
-        run = doc["runs"][model]
-        assert run["status"] == "ok"
+        assert list(doc["runs"][model]) == ["123"]
+        run = doc["runs"][model]["123"]
+        assert run["status"] == "ok" and run["seed"] == 123
         assert run["epochs_run"] == 2 and run["epoch_budget"] == 2
         assert run["epochs_to_best"] == run["best_epoch"] + 1 and 1 <= run["epochs_to_best"] <= 2
         assert run["seconds_per_epoch"] > 0 and run["params"] > 0
         assert {"recall@20", "ndcg@20", "precision@10"} <= set(run["test"]) and "recall@20" in run["valid"]
         assert run["best_valid_score"] == pytest.approx(run["valid"]["recall@20"])
+        assert Path(run["checkpoint"]).name.startswith(f"{model}-seed123-")
     # one protocol: same split files, seed, evaluation and budget for both models
-    settings = [doc["runs"][m]["settings"] for m in ("BPR", "MICRO")]
+    settings = [doc["runs"][m]["123"]["settings"] for m in ("BPR", "MICRO")]
     assert settings[0] == settings[1]
     assert settings[0]["benchmark_filename"] == ["train", "valid", "test"] and settings[0]["epochs"] == 2
-    assert doc["runs"]["MICRO"]["params"] > doc["runs"]["BPR"]["params"]
+    assert {"test_mask_valid", "train_sampler"} <= set(settings[0])  # stated on the page once they exist
+    assert doc["runs"]["MICRO"]["123"]["params"] > doc["runs"]["BPR"]["123"]["params"]
 
 
 def test_progress_lines_name_model_and_epoch(tmp_path, synthetic, capsys):
@@ -85,62 +151,138 @@ def test_progress_lines_name_model_and_epoch(tmp_path, synthetic, capsys):
     assert "valid recall@20" in stdout
 
 
+def disagreeing_export(path, model="LightGCN"):
+    """A tuning export whose validation winner (trial 2) is the test loser, and whose stored 'best' was
+    tampered with to point at the test winner (trial 1)."""
+    export = TuningExport(str(path), {"model": model, "dataset": "syn", "valid_metric": "recall@20",
+                                      "valid_metric_bigger": True})
+    for lr, valid, test in ((0.002, 0.1, 0.9), (0.02, 0.3, 0.2), (0.01, 0.2, 0.5)):
+        export.add(trial_entry({"learning_rate": lr, "n_layers": 1},
+                               {"best_valid_score": valid, "best_valid_result": {"recall@20": valid},
+                                "test_result": {"recall@20": test}}))
+    doc = json.loads(Path(export.json_path).read_text())
+    assert doc["best"]["trial"] == 2  # the export itself selects on validation
+    doc["best"] = dict(doc["best"], trial=1, params=doc["trials"][0]["params"])
+    Path(export.json_path).write_text(json.dumps(doc))
+    return export.json_path
+
+
 def test_append_with_tuned_params_and_from_json(compared, tmp_path):
+    """--tuned takes the validation winner (recomputed from the trials), --append merges, --from-json re-renders."""
     root, out, overrides, _ = compared
     merged = tmp_path / "merged"
     shutil.copytree(out, merged)
-    export = TuningExport(str(tmp_path / "lightgcn-syn"), {"model": "LightGCN", "dataset": "syn",
-                                                           "valid_metric": "recall@20", "valid_metric_bigger": True})
-    for lr, score in ((0.002, 0.1), (0.02, 0.3)):
-        export.add(trial_entry({"learning_rate": lr, "n_layers": 1},
-                               {"best_valid_score": score, "best_valid_result": {"recall@20": score}, "test_result": {}}))
-    doc = compare.run_comparison("syn", "LightGCN", epochs=2, tuned=export.json_path, overrides=overrides,
+    export = disagreeing_export(tmp_path / "lightgcn-syn")
+    assert compare.load_tuned(export)["LightGCN"]["trial"] == 2
+    doc = compare.run_comparison("syn", "LightGCN", epochs=2, tuned=export, overrides=overrides,
                                  out=str(merged), append=True, command="python run_compare.py --append ...")
     assert doc["order"] == ["BPR", "MICRO", "LightGCN"]
-    lightgcn = doc["runs"]["LightGCN"]
+    lightgcn = model_runs(doc, "LightGCN")[0]
     assert lightgcn["hyper"]["learning_rate"] == 0.02 and lightgcn["hyper"]["n_layers"] == 1
     assert lightgcn["tuned_from"]["trial"] == 2
-    page = (merged / "syn.md").read_text()
-    assert [r[0] for r in table_rows(page)[1]] == ["BPR", "MICRO", "LightGCN"]
-    assert "tuned: best valid trial 2" in page
-    assert "python run_compare.py --dataset syn --models BPR,MICRO --epochs 2" in page  # both commands kept
+    page_text = (merged / "syn.md").read_text()
+    assert [r[0] for r in table_rows(page_text)[1]] == ["BPR", "MICRO", "LightGCN"]
+    assert "tuned: best valid trial 2" in page_text
+    assert "python run_compare.py --dataset syn --models BPR,MICRO --epochs 2" in page_text  # both commands kept
+    assert_table_matches_json(page_text, load_results(str(merged / "syn.json")))
 
     (merged / "syn.md").unlink()
     (merged / "syn.png").unlink()
-    compare.main(["--dataset", "syn", "--from-json", "--out", str(merged)])
-    assert (merged / "syn.md").read_text() == page
+    compare_main(["--dataset", "syn", "--from-json", "--out", str(merged)])
+    assert (merged / "syn.md").read_text() == page_text
     assert (merged / "syn.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
 def test_baby_page_labels_reference_numbers_and_features(compared):
     _, out, _, _ = compared
-    doc = json.loads((out / "syn.json").read_text())
+    doc = load_results(str(out / "syn.json"))
     doc["dataset"] = "baby"
-    page = compare.render_page(doc, "baby.png")
-    assert "reconstructed stand-ins" in page and "../shared/data/README.md" in page
-    section = page.split("## Published reference numbers — NOT from this run", 1)[1]
+    page_text = page.render_page(doc, "baby.png")
+    assert "reconstructed stand-ins" in page_text and "../shared/data/README.md" in page_text
+    section = page_text.split("## Published reference numbers — NOT from this run", 1)[1]
     for model, recall in (("BPR", "0.0575"), ("LightGCN", "0.0754"), ("VBPR", "0.0663"), ("LATTICE", "0.0850"),
                           ("FREEDOM", "0.0992")):
         assert f"| {model} | {recall} |" in section
     # the published numbers never enter the results table
-    assert "0.0992" not in page.split("## Published reference numbers", 1)[0]
+    assert "0.0992" not in page_text.split("## Published reference numbers", 1)[0]
+
+
+@pytest.mark.parametrize("name", ["baby", "baby-cold"])
+def test_shipped_results_of_the_old_format_still_render(tmp_path, name):
+    """results/*.json were written by the single-seed format 1: --from-json reads and renders them."""
+    shipped = REPO / "results" / f"{name}.json"
+    if not shipped.is_file():
+        pytest.skip(f"{shipped} is not shipped")
+    original = json.loads(shipped.read_text())
+    assert original["format"] == "recbole-micro comparison 1"
+    copy = tmp_path / f"{name}.json"
+    shutil.copy(shipped, copy)
+    compare_main(["--from-json", str(copy), "--out", str(tmp_path)])
+    page_text = (tmp_path / f"{name}.md").read_text()
+    doc = load_results(str(copy))
+    assert doc["order"] == original["order"]
+    for model in original["order"]:
+        (run,) = model_runs(doc, model)
+        assert run["test"] == original["runs"][model]["test"] and run["seed"] == original["runs"][model]["settings"]["seed"]
+    assert_table_matches_json(page_text, doc)
+    if "MICRO" in original["order"] and "LightGCN" in original["order"]:
+        ratio = original["runs"]["MICRO"]["test"]["recall@20"] / original["runs"]["LightGCN"]["test"]["recall@20"]
+        assert f"MICRO / LightGCN = {ratio:.3f}" in page_text  # one seed: the ratio without a spread
+    assert "`test_mask_valid` not recorded" in page_text  # keys absent from old runs are stated as such
 
 
 def test_side_by_side_append_jobs_keep_each_others_runs(compared, tmp_path, monkeypatch):
     """Two jobs appending to one dataset: each save re-reads the file, so neither loses the other's runs."""
-    _, out, _, doc = compared
-    template = doc["runs"]["BPR"]
+    root, _, overrides, doc = compared
+    template = model_runs(doc, "BPR")[0]
 
-    def fake_run_model(model, dataset, config_dict, config_files=None, prefix=""):
-        if model == "B":  # meanwhile, another job appends model X
-            compare.run_comparison("syn", ["X"], out=str(tmp_path), append=True, command="job 2")
+    def fake_run_model(model, dataset, config_dict, config_files=None, prefix="", **kwargs):
+        if model == "LightGCN":  # meanwhile, another job appends NGCF
+            compare.run_comparison("syn", ["NGCF"], overrides=overrides, out=str(tmp_path), append=True,
+                                   command="job 2")
         return dict(template, model=model)
 
     monkeypatch.setattr(compare, "run_model", fake_run_model)
-    compare.run_comparison("syn", ["A", "B"], out=str(tmp_path), append=True, command="job 1")
+    compare.run_comparison("syn", ["BPR", "LightGCN"], overrides=overrides, out=str(tmp_path), append=True,
+                           command="job 1")
     saved = json.loads((tmp_path / "syn.json").read_text())
-    assert saved["order"] == ["A", "X", "B"] and saved["commands"] == ["job 1", "job 2"]
-    assert [r[0] for r in table_rows((tmp_path / "syn.md").read_text())[1]] == ["A", "X", "B"]
+    assert saved["order"] == ["BPR", "LightGCN", "NGCF"] and saved["commands"] == ["job 1", "job 2"]
+    assert [r[0] for r in table_rows((tmp_path / "syn.md").read_text())[1]] == ["BPR", "LightGCN", "NGCF"]
     # a job without --append starts a new file
-    compare.run_comparison("syn", ["C"], out=str(tmp_path), command="job 3")
-    assert json.loads((tmp_path / "syn.json").read_text())["order"] == ["C"]
+    compare.run_comparison("syn", ["MICRO"], overrides=overrides, out=str(tmp_path), command="job 3")
+    assert json.loads((tmp_path / "syn.json").read_text())["order"] == ["MICRO"]
+
+
+def test_unknown_model_is_one_line_before_anything_runs(compared, tmp_path, capsys):
+    root, _, overrides, _ = compared
+    argv = ["--dataset", "syn", "--models", "BPR,NoSuchModel", "--out", str(tmp_path / "out")]
+    argv += [f"--{k}={v}" for k, v in overrides.items()]
+    with pytest.raises(SystemExit) as stop:
+        compare_main(argv)
+    assert stop.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "NoSuchModel" in lines[0]
+    assert "Traceback" not in captured.out + captured.err
+    assert not (tmp_path / "out").exists()  # refused up front: BPR did not train, nothing was written
+
+
+def test_a_failing_run_is_one_line_and_the_others_go_on(compared, tmp_path, capsys, monkeypatch):
+    root, _, overrides, _ = compared
+    from recbole_micro import quick_start
+
+    real = quick_start.run_recbole_micro
+
+    def crash_for_bpr(model=None, **kwargs):
+        if model == "BPR":
+            raise RuntimeError("CUDA out of memory\n(a multi-line message)")
+        return real(model=model, **kwargs)
+
+    monkeypatch.setattr(quick_start, "run_recbole_micro", crash_for_bpr)
+    doc = compare.run_comparison("syn", "BPR,LightGCN", epochs=1, overrides=overrides, out=str(tmp_path))
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    failed = [line for line in captured.err.splitlines() if "FAILED" in line]
+    assert failed == ["[compare 1/2] BPR FAILED: RuntimeError: CUDA out of memory (a multi-line message)"]
+    assert model_runs(doc, "BPR")[0]["status"] == "failed" and model_runs(doc, "LightGCN")[0]["status"] == "ok"
+    assert "- BPR (seed 123): RuntimeError: CUDA out of memory" in (tmp_path / "syn.md").read_text()

@@ -1,14 +1,20 @@
-"""Tuning through RecBole's HyperTuning (and Ray Tune): export of all trials, best by validation, Ctrl-C."""
+"""Tuning through RecBole's HyperTuning (and Ray Tune): export of all trials, best by validation, Ctrl-C,
+every search algorithm and space type, one clear line when every trial fails."""
 
 import json
+import math
 import os
 
 import pytest
 
 from conftest import run_config
-from recbole_micro import tuning
 from recbole_micro.errors import ConfigError
-from recbole_micro.tuning import find_params_file, load_export, read_hyper_file, shipped_spaces, tune_model
+from recbole_micro.tools import search
+from recbole_micro.tools.cli import tune_main
+from recbole_micro.tools.export import load_export
+from recbole_micro.tools.search import tune_model
+from recbole_micro.tools.space import find_params_file, read_hyper_file, shipped_spaces
+from recbole_micro.tools.values import known_keys, resolve_config
 
 SMALL = dict(n_users=80, n_items=100, n_clusters=8, per_user=(6, 10))
 
@@ -17,8 +23,8 @@ def overrides(tmp_path, **extra):
     return run_config(tmp_path, epochs=2, eval_step=1, **extra)
 
 
-def grid_file(tmp_path, text):
-    path = tmp_path / "grid.hyper"
+def grid_file(tmp_path, text, name="grid.hyper"):
+    path = tmp_path / name
     path.write_text(text)
     return str(path)
 
@@ -28,6 +34,18 @@ def expected_best(trials, bigger=True):
     ok = [t for t in trials if t["status"] == "ok"]
     scores = [t["best_valid_score"] if bigger else -t["best_valid_score"] for t in ok]
     return ok[scores.index(max(scores))]
+
+
+def fake_objective(valid_of, test_of, calls):
+    """An objective whose validation and test rankings of the trials disagree (no training)."""
+
+    def objective(config_dict, config_file_list=None, saved=True):
+        calls.append(dict(config_dict))
+        valid, test = valid_of(config_dict), test_of(config_dict)
+        return {"best_valid_score": valid, "best_valid_result": {"recall@20": valid},
+                "test_result": {"recall@20": test}, "epochs_run": 1, "best_epoch": 0}
+
+    return objective
 
 
 @pytest.mark.parametrize("model", ["MICRO", "BPR"])
@@ -60,9 +78,56 @@ def test_two_point_grid_exports_both_trials_and_best_by_valid(tmp_path, syntheti
     assert f"* best by valid {metric}: trial {best['trial']}" in text
 
 
+def test_best_is_the_validation_winner_not_the_test_winner(tmp_path, synthetic, monkeypatch):
+    """Validation and test rankings disagree: the export's best (json and txt) is the validation winner."""
+    name = synthetic("syn", **SMALL)
+    calls = []
+    valid = {0.001: 0.10, 0.005: 0.40, 0.01: 0.25}
+    test = {0.001: 0.90, 0.005: 0.05, 0.01: 0.50}
+    monkeypatch.setattr(search, "objective_function",
+                        fake_objective(lambda c: valid[c["learning_rate"]], lambda c: test[c["learning_rate"]], calls))
+    out = tmp_path / "sel"
+    doc = tune_model("BPR", name, grid_file(tmp_path, "learning_rate choice [0.001, 0.005, 0.01]\n"),
+                     output_file=str(out), overrides=overrides(tmp_path))
+    assert len(calls) == 3
+    assert doc["best"]["params"] == {"learning_rate": 0.005} and doc["best"]["test"]["recall@20"] == 0.05
+    assert load_export(str(out))["best"]["params"] == {"learning_rate": 0.005}
+    best_trial = doc["best"]["trial"]
+    assert f"* best by valid recall@20: trial {best_trial} (learning_rate=0.005)" in (tmp_path / "sel.txt").read_text()
+
+
+@pytest.mark.parametrize("algo", ["random", "bayes"])
+def test_random_and_bayes_sample_every_space_type_within_bounds(tmp_path, synthetic, monkeypatch, algo):
+    """uniform, quniform (an integer key gets integers), loguniform (natural-log bounds) and choice."""
+    name = synthetic("syn", **SMALL)
+    calls = []
+    monkeypatch.setattr(search, "objective_function",
+                        fake_objective(lambda c: -abs(c["lambda_coeff"] - 0.8), lambda c: 0.0, calls))
+    space = grid_file(tmp_path, "lambda_coeff uniform 0.5,1.0\nknn_k quniform 5,20,5\n"
+                                "reg_weight loguniform -11.5,-4.6\ncf_model choice ['lightgcn', 'mf']\n")
+    doc = tune_model("MICRO", name, space, algo, max_evals=6, output_file=str(tmp_path / algo),
+                     overrides=overrides(tmp_path), seed=7)
+    assert len(calls) == 6 and len(doc["trials"]) == 6 and doc["status"] == "finished"
+    for call, trial in zip(calls, doc["trials"]):
+        assert 0.5 <= call["lambda_coeff"] <= 1.0
+        assert isinstance(call["knn_k"], int) and call["knn_k"] in (5, 10, 15, 20)
+        assert math.exp(-11.5) <= call["reg_weight"] <= math.exp(-4.6)
+        assert call["cf_model"] in ("lightgcn", "mf")
+        assert trial["params"] == {k: call[k] for k in ("lambda_coeff", "knn_k", "reg_weight", "cf_model")}
+    assert doc["best"]["params"] == expected_best(doc["trials"])["params"]
+    assert len({c["lambda_coeff"] for c in calls}) > 1  # it explores
+    # same search seed, same trials
+    again = []
+    monkeypatch.setattr(search, "objective_function",
+                        fake_objective(lambda c: -abs(c["lambda_coeff"] - 0.8), lambda c: 0.0, again))
+    tune_model("MICRO", name, space, algo, max_evals=6, output_file=str(tmp_path / f"{algo}2"),
+               overrides=overrides(tmp_path), seed=7)
+    assert [c["lambda_coeff"] for c in again] == [c["lambda_coeff"] for c in calls]
+
+
 def test_interrupt_keeps_finished_trials(tmp_path, synthetic, monkeypatch, capsys):
     name = synthetic("syn", **SMALL)
-    real = tuning.objective_function
+    real = search.objective_function
     calls = []
 
     def interrupted_after_first(config_dict, config_file_list=None):
@@ -71,13 +136,13 @@ def test_interrupt_keeps_finished_trials(tmp_path, synthetic, monkeypatch, capsy
             raise KeyboardInterrupt
         return real(config_dict, config_file_list)
 
-    monkeypatch.setattr(tuning, "objective_function", interrupted_after_first)
+    monkeypatch.setattr(search, "objective_function", interrupted_after_first)
     out = tmp_path / "tune" / "micro"
     argv = ["--model", "MICRO", "--dataset", name, "--params_file",
             grid_file(tmp_path, "learning_rate choice [0.001, 0.01, 0.05]\n"), "--output_file", str(out)]
     argv += [f"--{k}={v}" for k, v in overrides(tmp_path).items()]
     with pytest.raises(SystemExit) as stop:
-        tuning.main(argv)
+        tune_main(argv)
     assert stop.value.code == 130
     assert "interrupted" in capsys.readouterr().err
 
@@ -102,25 +167,48 @@ def test_failed_setting_is_recorded_and_search_goes_on(tmp_path, synthetic):
     assert "FAILED" in (tmp_path / "tune" / "micro-bad.txt").read_text()
 
 
+def test_every_trial_failed_is_one_clear_line(tmp_path, synthetic, capsys):
+    name = synthetic("syn", **SMALL)
+    out = tmp_path / "tune" / "all-bad"
+    argv = ["--model", "MICRO", "--dataset", name, "--output_file", str(out), "--params_file",
+            grid_file(tmp_path, "cf_model choice ['nope', 'nada']\n")]
+    argv += [f"--{k}={v}" for k, v in overrides(tmp_path).items()]
+    with pytest.raises(SystemExit) as stop:
+        tune_main(argv)
+    assert stop.value.code == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err and "AllTrialsFailed" not in captured.err
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert errors == [line for line in captured.err.splitlines() if line.strip()]  # nothing else on stderr
+    assert len(errors) == 1 and "all 2 trial(s) of the MICRO search failed" in errors[0]
+    assert "'nope'" in errors[0] and "all-bad.txt" in errors[0]
+    saved = load_export(str(out))
+    assert saved["status"] == "failed" and [t["status"] for t in saved["trials"]] == ["failed", "failed"]
+    assert saved["best"] is None and "no finished trial: all 2 failed" in (tmp_path / "tune" / "all-bad.txt").read_text()
+
+
 def test_shipped_spaces_name_real_config_keys(tmp_path, synthetic):
     """Every shipped .hyper file parses and searches keys the model's resolved config really has."""
     name = synthetic("syn", **SMALL)
     assert {"MICRO", "LATTICE", "BPR", "LightGCN", "NGCF"} <= set(shipped_spaces())
     assert find_params_file("MICRO") == find_params_file("MICRO.hyper")
     assert find_params_file("MICRO").endswith(os.path.join("hyper", "MICRO.hyper"))
+    from recbole_micro.tools.space import check_space
+
     for model in ("MICRO", "LATTICE", "BPR", "LightGCN", "NGCF"):
         spec = read_hyper_file(find_params_file(model))
         assert set(spec) == {"choice"}
-        config = tuning.resolve_config(model, name, None, run_config(tmp_path))
+        config = resolve_config(model, name, None, run_config(tmp_path))
         for key in spec["choice"]:
             assert key in config.final_config_dict, (model, key)
+        assert check_space(spec, known_keys(config), model) == spec  # every shipped value is accepted as is
     micro = read_hyper_file(find_params_file("MICRO"))["choice"]
     assert {"learning_rate", "reg_weight", "knn_k", "lambda_coeff", "loss_ratio", "n_item_layers",
             "cf_model"} <= set(micro)
     assert micro["learning_rate"] == [1e-4, 5e-4, 1e-3, 5e-3] and micro["reg_weight"] == [0, 1e-5, 1e-4, 1e-3]
 
 
-def test_bad_space_and_names_are_clear_errors(tmp_path):
+def test_bad_space_and_names_are_clear_errors(tmp_path, synthetic):
     bad = tmp_path / "bad.hyper"
     bad.write_text("learning_rate choice [0.1]\nreg_weight between 0,1\n")
     with pytest.raises(ConfigError, match=r"bad.hyper:2"):
@@ -131,6 +219,11 @@ def test_bad_space_and_names_are_clear_errors(tmp_path):
     continuous.write_text("lambda_coeff uniform 0.5,1.0\n")
     with pytest.raises(ConfigError, match="exhaustive search needs 'choice'"):
         tune_model("MICRO", "syn", str(continuous), "exhaustive", output_file=str(tmp_path / "x"))
+    name = synthetic("syn", **SMALL)
+    typo = grid_file(tmp_path, "lerning_rate choice [0.1, 0.2]\n", "typo.hyper")
+    with pytest.raises(ConfigError, match=r"unknown config key 'lerning_rate' \(close: learning_rate"):
+        tune_model("BPR", name, typo, output_file=str(tmp_path / "typo"), overrides=overrides(tmp_path))
+    assert not (tmp_path / "typo.json").exists()  # refused before the export is started
 
 
 def test_ray_local_two_workers(tmp_path, synthetic):

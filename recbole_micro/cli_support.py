@@ -1,0 +1,39 @@
+"""What every command line of the plugin shares: ``--key=value`` overrides and one-line errors.
+
+Used by ``cli.py`` (``run_recbole_micro.py``) and by the tools' scripts (``run_hyper.py``,
+``run_compare.py``); it imports nothing of the plugin but its errors, so no entry point depends on another.
+"""
+
+import sys
+import warnings
+
+from recbole_micro.errors import RecboleMicroError
+
+
+def parse_overrides(parser, argv):
+    """``(args, overrides)``: the parser's options plus RecBole ``--key=value`` config overrides;
+    anything else is a usage error."""
+    args, unknown = parser.parse_known_args(argv)
+    bad = [a for a in unknown if not (a.startswith("--") and "=" in a)]
+    if bad:
+        parser.error(f"unrecognised arguments {bad}; config overrides are written --key=value")
+    return args, unknown
+
+
+def standalone(build_parser, run, prog, argv=None):
+    """Entry point of a stand-alone script (``run_compare.py``, ``run_hyper.py``): parse, then
+    ``run(args, overrides, prog, argv)`` with bad input reported as one line."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # RecBole 1.2.1's pandas/amp deprecation notices are not the user's to fix: keep stderr for errors.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole(\.|$)")
+    args, unknown = parse_overrides(build_parser(prog), argv)
+    return exit_on_bad_input(run, args, unknown, prog, argv)
+
+
+def exit_on_bad_input(action, *args):
+    """Run ``action``; a ``RecboleMicroError`` (bad input) becomes one stderr line and exit status 2."""
+    try:
+        return action(*args)
+    except RecboleMicroError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

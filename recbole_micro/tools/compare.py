@@ -1,0 +1,310 @@
+r"""Running a comparison: MICRO and RecBole's baselines on the same data, split, seeds and evaluator.
+
+Every model runs through ``quick_start.run_recbole_micro`` — the plugin's ``properties/overall.yaml``
+(protocol) applies to all of them, the dataset's fixed split is read once per run from the same files,
+and each run is selected on validation and tested at its best validation epoch. With ``seeds`` every
+model runs once per seed; each run also stores its per-user test values (``per_user.PerUserValues``)
+for the paired tests of the page.
+
+Runs survive interruption: a run is recorded in the JSON (status ``running``, its checkpoint name
+fixed up front) before it trains; its trainer writes ``<checkpoint>-last.pth`` every ``eval_step``
+epochs. ``resume=True`` keeps the finished (model, seed) runs of the JSON and continues a ``running``
+or ``interrupted`` one from the newer of its ``-last`` and best checkpoints, so a comparison can span
+several sittings.
+"""
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+
+from recbole_micro.errors import ConfigError, RecboleMicroError
+from recbole_micro.tools.export import load_export
+from recbole_micro.tools.files import config_file_list, now, one_line, plain
+from recbole_micro.tools.page import PROTOCOL_KEYS, write_page
+from recbole_micro.tools.results import (
+    UNFINISHED, get_run, json_path, load_results, new_doc, per_user_file, put_run, save_per_user, save_results,
+)
+from recbole_micro.tools.space import HYPER_DIR, read_hyper_file
+from recbole_micro.tools.values import check_model, known_keys, parse_overrides, resolve_config, typed_params
+
+PER_USER_METRICS = ("recall@20", "ndcg@20")  # stored per test user for the paired tests
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TRAIN = re.compile(r"epoch (\d+) training \[time: ([\d.]+)s, (.*)\]")
+_VALID = re.compile(r"epoch (\d+) evaluating \[time: ([\d.]+)s, valid_score: ([-\d.eE+naif]+)\]")
+
+
+class ProgressLines(logging.Handler):
+    """Turns RecBole's per-epoch log records into one short stdout line per epoch (and per validation)."""
+
+    def __init__(self, prefix, budget, valid_metric):
+        super().__init__(logging.INFO)
+        self.prefix, self.budget, self.valid_metric = prefix, budget, valid_metric
+
+    def emit(self, record):
+        try:
+            message = _ANSI.sub("", record.getMessage())
+        except Exception:  # noqa: BLE001 - a progress line must never break training
+            return
+        match = _TRAIN.search(message)
+        if match:
+            epoch, seconds, losses = match.groups()
+            print(f"{self.prefix} epoch {int(epoch) + 1}/{self.budget}: {float(seconds):.2f} s, {losses}", flush=True)
+            return
+        match = _VALID.search(message)
+        if match:
+            epoch, _, score = match.groups()
+            print(f"{self.prefix} epoch {int(epoch) + 1}: valid {self.valid_metric} {float(score):.4f}", flush=True)
+
+
+def load_tuned(files):
+    r"""``{model: {"params", "source", "trial", "best_valid_score", "dataset"}}`` from tuning exports: each
+    model's trial with the best *validation* score (recomputed from the trials). The parameters are the
+    file's data, typed against the model's configuration by ``run_comparison`` before use."""
+    if isinstance(files, str):
+        files = [f for f in files.split(",") if f]
+    tuned = {}
+    for path in files or []:
+        doc = load_export(path)
+        best = doc["best"]
+        if not best:
+            raise ConfigError(f"{path}: the tuning export has no finished trial to take parameters from")
+        if doc["model"] in tuned:
+            raise ConfigError(f"{path}: a second tuning export for {doc['model']} (first: "
+                              f"{tuned[doc['model']]['source']}); pass one per model")
+        tuned[doc["model"]] = {"params": best["params"], "source": path, "trial": best["trial"],
+                               "best_valid_score": best["best_valid_score"], "dataset": doc.get("dataset")}
+    return tuned
+
+
+def _hyper_keys(model):
+    """Names of the model's searched parameters (from its shipped .hyper file), for the settings table."""
+    path = os.path.join(HYPER_DIR, f"{model}.hyper")
+    keys = ["learning_rate"]
+    if os.path.isfile(path):
+        keys += [k for group in read_hyper_file(path).values() for k in group if k not in keys]
+    return keys
+
+
+def last_checkpoint(checkpoint):
+    """The periodic resume point the trainer writes beside a run's best checkpoint."""
+    return os.path.splitext(checkpoint)[0] + "-last.pth"
+
+
+def resume_point(checkpoint):
+    """The newer of ``<checkpoint>-last.pth`` and ``<checkpoint>`` (both hold the full training state),
+    or None when training never reached a save."""
+    found = [p for p in (last_checkpoint(checkpoint), checkpoint) if p and os.path.isfile(p)]
+    return max(found, key=os.path.getmtime) if found else None
+
+
+def run_model(model, dataset, config_dict, config_files=None, prefix="[compare]", checkpoint_file=None,
+              resume=None, per_user=PER_USER_METRICS, label=""):
+    r"""Train and test one model; returns its result entry (metrics, cost, resolved protocol settings) and,
+    under ``"per_user_values"``, its per-user test values (not part of the JSON)."""
+    from recbole_micro.quick_start import run_recbole_micro
+
+    config = resolve_config(model, dataset, config_files, config_dict)
+    budget, metric = config["epochs"], config["valid_metric"].lower()
+    mode = (config["eval_args"] or {}).get("mode")
+    full = (mode.get("test") if isinstance(mode, dict) else mode) == "full"  # per-user values need full ranking
+    wanted = [m for m in per_user if full and m.split("@")[0] in [x.lower() for x in config["metrics"]]
+              and int(m.split("@")[1]) <= max(config["topk"])]
+    print(f"{prefix} {model}{label} on {dataset}: {'resuming from ' + resume if resume else 'training'} (budget "
+          f"{budget} epochs, validating every {config['eval_step']}, patience {config['stopping_step']})", flush=True)
+    root = logging.getLogger()
+    level = root.level
+    handler = ProgressLines(f"{prefix} {model}{label}", budget, metric)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        sys.argv = sys.argv[:1]
+        result = run_recbole_micro(model=model, dataset=dataset, config_file_list=config_files,
+                                   config_dict=dict(config_dict), saved=True, resume=resume,
+                                   checkpoint_file=checkpoint_file, per_user=wanted or None)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    resolved = {}
+    if result.get("record") and os.path.isfile(result["record"]):
+        with open(result["record"], encoding="utf-8") as f:
+            resolved = json.load(f).get("config", {})
+    epochs_run = result.get("start_epoch", 0) + result["epochs_run"]  # all sittings together
+    best_epoch = result.get("best_epoch")
+    entry = {
+        "model": model, "seed": config["seed"], "status": "ok",
+        "valid": plain(result["best_valid_result"]), "test": plain(result["test_result"]),
+        "best_valid_score": float(result["best_valid_score"]), "valid_metric": metric,
+        "epochs_run": epochs_run, "epoch_budget": budget,
+        "best_epoch": best_epoch, "epochs_to_best": None if best_epoch is None else best_epoch + 1,
+        "early_stopped": epochs_run < budget,
+        "seconds_per_epoch": result["seconds_per_epoch"], "train_seconds": result["train_seconds"],
+        "params": result["params"], "checkpoint": result["checkpoint"],
+        "settings": {k: plain(resolved.get(k, config[k])) for k in PROTOCOL_KEYS},
+        "hyper": {k: plain(resolved.get(k, config[k])) for k in _hyper_keys(model)
+                  if k in resolved or k in config.final_config_dict},
+        "per_user_values": result.get("per_user"),
+    }
+    test = entry["test"].get(metric)
+    print(f"{prefix} {model}{label} done: test {metric} {test if test is None else round(test, 4)}, "
+          f"{entry['epochs_run']} epochs ({entry['seconds_per_epoch']:.2f} s/epoch), best at epoch "
+          f"{entry['epochs_to_best']}", flush=True)
+    return entry
+
+
+def _seed_list(seeds):
+    if seeds is None or seeds == "":
+        return None
+    items = seeds.split(",") if isinstance(seeds, str) else list(seeds)
+    try:
+        parsed = [int(str(s).strip()) for s in items if str(s).strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers such as 123,2020,7, got '{seeds}'") from None
+    if not parsed or len(set(parsed)) != len(parsed):
+        raise ConfigError(f"--seeds must name distinct integers, e.g. 123,2020,7; got '{seeds}'")
+    return parsed
+
+
+def _checkpoint_name(config, model, seed):
+    """The run's best-checkpoint path, fixed before training (RecBole would name it by model and second)."""
+    stamp = time.strftime("%b-%d-%Y_%H-%M-%S")
+    return os.path.join(config["checkpoint_dir"], f"{model}-seed{seed}-{stamp}.pth")
+
+
+def run_comparison(dataset, models, epochs=None, tuned=None, overrides=None, config_files=None, out="results",
+                   append=False, command=None, seeds=None, resume=False):
+    r"""Run ``models`` one after the other on ``dataset`` under one protocol; write JSON and page.
+
+    ``epochs`` overrides the epoch budget of every model; ``tuned`` (tuning export paths) supplies each
+    tuned model's best-on-validation parameters; ``overrides`` (``--key=value`` strings or a dict) apply
+    to every model and win over tuned values; ``seeds`` (``"123,2020,7"`` or a list) runs every model
+    once per seed (default: the configured seed). With ``append`` the runs are merged into an existing
+    ``<out>/<dataset>.json`` (a (model, seed) run again replaces its old entry); ``resume`` also keeps
+    its finished runs and continues its unfinished one from its checkpoint. The JSON is saved when each
+    run starts and ends, so an interruption keeps the finished ones. Returns the results document.
+    """
+    models = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
+    if not models:
+        raise ConfigError("--models is empty: name at least one model, e.g. --models BPR,LightGCN,MICRO")
+    for model in models:  # a misspelt name fails now, not after hours of the models before it
+        check_model(model)
+    fixed = parse_overrides(overrides)
+    if epochs is not None:
+        fixed["epochs"] = int(epochs)
+    seed_list = _seed_list(seeds)
+    if seed_list and "seed" in fixed:
+        raise ConfigError("give the seeds with --seeds only (a --seed=N override is also set)")
+    config_files = config_file_list(config_files)
+    tuned = load_tuned(tuned) if not isinstance(tuned, dict) else tuned
+    params = {}
+    for model in models:
+        params[model] = {}
+        if model in tuned:  # the export's values are data: typed against the model's configuration
+            known = known_keys(resolve_config(model, dataset, config_files, fixed))
+            params[model] = typed_params(tuned[model]["params"], known, tuned[model].get("source", "tuned"))
+    elsewhere = sorted(m for m in models if m in tuned and tuned[m].get("dataset") not in (None, dataset))
+    if elsewhere:
+        print(f"[compare] note: the tuned parameters of {', '.join(elsewhere)} were selected on another dataset",
+              file=sys.stderr)
+    unused = sorted(set(tuned) - set(models))
+    if unused:
+        print(f"[compare] note: tuning exports for {', '.join(unused)} are not used (not in --models)",
+              file=sys.stderr)
+    path = json_path(out, dataset)
+    if (append or resume) and os.path.isfile(path) and load_results(path)["dataset"] != dataset:
+        raise ConfigError(f"{path} holds results for another dataset than {dataset}")
+    job = _Job(dataset, out, command, fresh=not (append or resume))
+    plan = [(m, s) for m in models for s in (seed_list or [None])]
+    for index, (model, seed) in enumerate(plan, 1):
+        prefix = f"[compare {index}/{len(plan)}]"
+        config_dict = dict(params[model])
+        config_dict.update(fixed)
+        if seed is not None:
+            config_dict["seed"] = seed
+        job.run(model, seed, config_dict, config_files, prefix, tuned.get(model), fixed, resume,
+                label=f" seed {seed}" if seed_list and len(seed_list) > 1 else "")
+    return job.doc
+
+
+class _Job:
+    r"""This job's runs, saved into ``<out>/<dataset>.json`` at each start and end of a run: a fresh file on
+    the first save of a non-append job, else merged into what is on disk now (re-read before each save, so
+    jobs appending to the same dataset side by side keep each other's runs). Re-renders the page."""
+
+    def __init__(self, dataset, out, command, fresh):
+        self.dataset, self.out, self.command, self.fresh = dataset, out, command, fresh
+        self.doc = None
+
+    def on_disk(self):
+        path = json_path(self.out, self.dataset)
+        return load_results(path) if not self.fresh and os.path.isfile(path) else None
+
+    def save(self, entry):
+        doc = self.on_disk() or new_doc(self.dataset)
+        if self.command and self.command not in doc["commands"]:
+            doc["commands"].append(self.command)
+        put_run(doc, entry)
+        save_results(doc, self.out)
+        write_page(doc, self.out)
+        self.doc, self.fresh = doc, False
+        return doc
+
+    def run(self, model, seed, config_dict, config_files, prefix, tuned, fixed, resume, label=""):
+        config = None
+        try:
+            config = resolve_config(model, self.dataset, config_files, config_dict)
+        except Exception as error:  # noqa: BLE001 - reported as this run's failure below
+            return self._failed(model, seed, prefix, error, time.time(), tuned, fixed)
+        seed = config["seed"]
+        previous = get_run(self.on_disk() or {"runs": {}}, model, seed) if resume else None
+        if previous and previous.get("status") == "ok":
+            print(f"{prefix} {model}{label}: finished in an earlier sitting, kept", flush=True)
+            self.doc = self.on_disk()
+            return previous
+        resume_file = None
+        checkpoint = _checkpoint_name(config, model, seed)
+        sittings, earlier_seconds = 1, 0.0
+        if previous and previous.get("status") in UNFINISHED and previous.get("checkpoint"):
+            checkpoint = previous["checkpoint"]
+            resume_file = resume_point(checkpoint)
+            sittings = previous.get("sittings", 1) + 1
+            earlier_seconds = previous.get("train_seconds") or 0.0
+        base = {"model": model, "seed": seed, "overrides": plain(fixed),
+                "tuned_from": {k: v for k, v in tuned.items() if k != "params"} if tuned else None,
+                "command": self.command, "sittings": sittings}
+        started, started_text = time.time(), now()
+        self.save(dict(base, status="running", checkpoint=checkpoint, started=started_text,
+                       train_seconds=earlier_seconds))
+        try:
+            entry = run_model(model, self.dataset, config_dict, config_files, prefix, checkpoint_file=checkpoint,
+                              resume=resume_file, label=label)
+        except KeyboardInterrupt:
+            self.save(dict(base, status="interrupted", checkpoint=checkpoint, started=started_text,
+                           train_seconds=earlier_seconds + time.time() - started))
+            raise
+        except Exception as error:  # noqa: BLE001 - one failing model must not lose the others' results
+            return self._failed(model, seed, prefix, error, started, tuned, fixed)
+        values = entry.pop("per_user_values", None)
+        entry.update(base)
+        entry["train_seconds"] = earlier_seconds + entry["train_seconds"]
+        if values is not None:
+            relative = per_user_file(self.dataset, model, seed)
+            save_per_user(self.out, relative, values)
+            entry["per_user"] = {"file": relative, "metrics": [k for k in values if k != "users"],
+                                 "users": int(len(values["users"]))}
+        entry["finished"] = now()
+        self.save(entry)
+        return entry
+
+    def _failed(self, model, seed, prefix, error, started, tuned, fixed):
+        message = str(error) if isinstance(error, RecboleMicroError) else one_line(error)
+        print(f"{prefix} {model} FAILED: {message}", file=sys.stderr, flush=True)
+        entry = {"model": model, "seed": seed, "status": "failed", "error": one_line(error),
+                 "train_seconds": time.time() - started, "overrides": plain(fixed), "command": self.command,
+                 "tuned_from": {k: v for k, v in tuned.items() if k != "params"} if tuned else None,
+                 "finished": now()}
+        self.save(entry)
+        return entry

@@ -1,0 +1,69 @@
+"""Helpers every tool shares: atomic text writes, JSON-plain values, config-file lists, timestamps."""
+
+import datetime
+import os
+import shlex
+
+
+def atomic_write(path, text):
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def plain(value):
+    """JSON-safe copy: numpy scalars → Python numbers, tuples → lists, unknowns → str."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    return str(value)
+
+
+def config_file_list(value):
+    """Absolute paths of ``--config_files`` (a comma/space-separated string or a list); None when empty."""
+    if not value:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [os.path.abspath(v) for v in value]
+    return [os.path.abspath(v) for v in value.replace(",", " ").split()]
+
+
+def now():
+    """The local time, to the second, as ISO text."""
+    return datetime.datetime.now().isoformat(timespec="seconds")
+
+
+def command_line(prog, argv):
+    """``python <prog> <argv...>`` quoted for a shell: the command that reproduces a run."""
+    return "python " + " ".join([prog] + [shlex.quote(a) for a in (argv or [])])
+
+
+def short(value):
+    """A parameter value for one-line listings (floats to 4 significant digits)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def params_text(params):
+    """``k=v, k=v`` of a parameter dict."""
+    return ", ".join(f"{k}={short(v)}" for k, v in params.items())
+
+
+def one_line(error, limit=300):
+    """``Type: message`` of an exception on one line (whitespace collapsed, at most ``limit`` characters)."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

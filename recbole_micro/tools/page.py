@@ -1,0 +1,433 @@
+r"""The comparison page: ``<out>/<dataset>.md`` (results table, MICRO against each baseline, protocol,
+settings, reproduce commands) and the chart ``<out>/<dataset>.png``, a pure function of the results
+JSON and its per-user sidecars (``--from-json`` re-renders both without training).
+
+With several seeds every number is mean ± sample standard deviation (ddof 1) over the seeds; the
+statistics are ``stats.against`` (paired t-test over seeds, Wilcoxon signed-rank over users).
+"""
+
+import json
+import os
+import shlex
+import textwrap
+
+from recbole_micro.tools import stats
+from recbole_micro.tools.files import atomic_write
+from recbole_micro.tools.results import load_per_user, model_runs, ok_models
+
+METRICS = ("recall", "ndcg", "precision")
+CUTOFFS = (10, 20)
+SHORT = {"recall": "R", "ndcg": "N", "precision": "P"}
+PROTOCOL_KEYS = ("seed", "reproducibility", "epochs", "eval_step", "stopping_step", "train_batch_size",
+                 "valid_metric", "metrics", "topk", "eval_args", "benchmark_filename", "train_neg_sample_args",
+                 "modalities", "test_mask_valid", "train_sampler")
+TARGET = "MICRO"  # the model tested against every other one
+RATIO_BASELINES = ("LightGCN", "LATTICE")  # the ratios the headline line states (all baselines if none ran)
+SIGNIFICANCE_METRIC = "recall@20"
+# MMRec's published Baby numbers (Zhou et al., MMRec toolbox; its own split, standard NDCG) and the
+# LATTICE paper's. Shown for orientation only, labelled as not from this run.
+REFERENCE_BABY = {
+    "source": "MMRec (Zhou et al. 2023), Amazon Baby, its own split and the original features; LATTICE paper "
+              "(Zhang et al. 2021) for LATTICE†",
+    "rows": [("BPR", 0.0575, 0.0249), ("LightGCN", 0.0754, 0.0328), ("VBPR", 0.0663, 0.0284),
+             ("LATTICE", 0.0850, 0.0370), ("LATTICE† (paper)", 0.0829, None), ("FREEDOM", 0.0992, 0.0424)],
+}
+
+
+# --------------------------------------------------------------------------- numbers
+
+def fmt(value, digits=4):
+    """A metric value (``–`` when missing)."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def fmt_p(p):
+    """A p-value to 3 significant digits."""
+    return "–" if p is None else f"{p:.3g}"
+
+
+def cell(values, digits=4):
+    """One value, or ``mean ± std`` of several (sample std, ddof 1)."""
+    mean, std = stats.mean_std(values)
+    if mean is None:
+        return "–"
+    return fmt(mean, digits) if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _values(runs, split, key):
+    return [r[split][key] for r in runs if key in (r.get(split) or {})]
+
+
+def _ok(doc, model):
+    return model_runs(doc, model, "ok")
+
+
+def _all_ok(doc):
+    return [r for m in ok_models(doc) for r in _ok(doc, m)]
+
+
+def _seeds_text(runs):
+    return ", ".join(str(r["seed"]) for r in runs)
+
+
+def _common_settings(runs):
+    """``(common, differing)``: protocol settings equal across runs (the seed aside, when several seeds
+    ran), and ``{key: {model: value}}`` otherwise."""
+    several = len({str(r["seed"]) for r in runs}) > 1
+    common, differing = {}, {}
+    for key in PROTOCOL_KEYS:
+        if key == "seed" and several:
+            continue
+        values = {}
+        for r in runs:
+            values.setdefault(r["model"], (r.get("settings") or {}).get(key))
+        distinct = {json.dumps((r.get("settings") or {}).get(key), sort_keys=True) for r in runs}
+        if len(distinct) == 1:
+            common[key] = next(iter(values.values()))
+        else:
+            differing[key] = values
+    return common, differing
+
+
+def _eval_every(common, runs):
+    """Validation interval as RecBole applies it: min(eval_step, epochs) (a budget below eval_step validates once)."""
+    step = common.get("eval_step")
+    budgets = {r["epoch_budget"] for r in runs}
+    if step is None or len(budgets) != 1:
+        return step if step is not None else "?"
+    return min(step, budgets.pop())
+
+
+def _split_text(settings):
+    if settings.get("benchmark_filename"):
+        return (f"the dataset's fixed train/valid/test files (`benchmark_filename: {settings['benchmark_filename']}`), "
+                "read identically for every model")
+    split = (settings.get("eval_args") or {}).get("split")
+    order = (settings.get("eval_args") or {}).get("order")
+    return f"RecBole split `{split}` (order {order}) of one interaction file, with the same seed for every model"
+
+
+# --------------------------------------------------------------------------- the chart
+
+def plot_results(doc, png_path=None):
+    r"""Bar chart of test Recall@20 and NDCG@20 per model (mean over seeds, error bars ± std) with the
+    run settings as caption; saved to ``png_path`` when given. Returns the matplotlib ``Figure``."""
+    from matplotlib.figure import Figure
+
+    names = ok_models(doc)
+    series = [("recall@20", "Recall@20", "#4C72B0"), ("ndcg@20", "NDCG@20", "#DD8452")]
+    fig = Figure(figsize=(max(6.0, 1.3 * len(names) + 3), 4.4), dpi=110)
+    ax = fig.add_axes([0.1, 0.2, 0.86, 0.7])
+    width = 0.38
+    for offset, (key, label, color) in enumerate(series):
+        xs = [i + (offset - 0.5) * width for i in range(len(names))]
+        summaries = [stats.mean_std(_values(_ok(doc, m), "test", key)) for m in names]
+        heights = [0.0 if mean is None else mean for mean, _ in summaries]
+        errors = [0.0 if std is None else std for _, std in summaries]
+        bars = ax.bar(xs, heights, width, label=label, color=color,
+                      yerr=errors if any(errors) else None, capsize=3 if any(errors) else 0)
+        for bar, (mean, std) in zip(bars, summaries):
+            text = fmt(mean) if std is None else f"{mean:.4f}±{std:.4f}"
+            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height() + (std or 0.0)),
+                        ha="center", va="bottom", fontsize=6 if std else 7, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names)
+    several = len({str(r["seed"]) for r in _all_ok(doc)}) > 1
+    ax.set_ylabel("test score at the best validation epoch" + (" (mean ± std over seeds)" if several else ""))
+    ax.set_title(f"{doc['dataset']}: test Recall@20 and NDCG@20")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.margins(y=0.15)
+    fig.text(0.02, 0.02, "\n".join(textwrap.wrap(caption(doc), 120)), fontsize=7, va="bottom", ha="left")
+    if png_path:
+        os.makedirs(os.path.dirname(os.path.abspath(png_path)), exist_ok=True)
+        fig.savefig(png_path)
+    return fig
+
+
+def caption(doc):
+    """The figure caption: split, seeds, selection, validation schedule, epochs run per model."""
+    runs = _all_ok(doc)
+    if not runs:
+        return "no finished run"
+    common, differing = _common_settings(runs)
+    seeds = list(dict.fromkeys(r["seed"] for r in runs))
+    epochs = ", ".join(f"{m} {','.join(str(r['epochs_run']) for r in _ok(doc, m))}/{_ok(doc, m)[0]['epoch_budget']}"
+                       for m in ok_models(doc))
+    split = "fixed split files" if common.get("benchmark_filename") else "random split"
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))} (mean ± std)"
+    text = (f"{doc['dataset']}, {split}, {seed_text}, full ranking; selected on valid {runs[0]['valid_metric']}, "
+            f"validation every {_eval_every(common, runs)} epochs, patience {common.get('stopping_step', '?')}; "
+            f"epochs run/budget: {epochs}.")
+    if differing:
+        text += f" Settings differ across models: {', '.join(differing)}."
+    return text
+
+
+# --------------------------------------------------------------------------- the page
+
+def render_page(doc, png_name=None, out="results", data_dir=None):
+    r"""The Markdown page of a results document. ``data_dir``: the JSON's folder, where the per-user
+    sidecars are (default ``out``)."""
+    dataset = doc["dataset"]
+    models = ok_models(doc)
+    runs = _all_ok(doc)
+    several = len({str(r["seed"]) for r in runs}) > 1
+    lines = [f"# {dataset}: MICRO and RecBole baselines under one protocol", "",
+             f"Generated by `run_compare.py` (`recbole_micro/tools/`) from `{dataset}.json` (last run "
+             f"{doc.get('updated', '?')}); regenerate the page alone with the `--from-json` command below. Every "
+             "number on this page comes from these runs, except the clearly marked published reference numbers.", ""]
+    if dataset == "baby":
+        lines += ["> **Data note.** The Amazon Baby interactions are real, but the item image/text features are "
+                  "**reconstructed stand-ins** rebuilt from the real kNN-10 item graphs, not the original CNN / "
+                  "sentence-transformer features (see `../shared/data/README.md`). Absolute numbers are therefore "
+                  "not comparable with published ones.", ""]
+    lines += ["## Results", ""]
+    if models:
+        lines += _results_table(doc, models, several)
+        if png_name:
+            lines += [f"![test Recall@20 and NDCG@20 per model]({png_name})", "", f"*Figure: {caption(doc)}*", ""]
+    else:
+        lines += ["No finished run yet.", ""]
+    lines += _unfinished_section(doc)
+    lines += _significance_section(doc, data_dir if data_dir is not None else out)
+    lines += _protocol_section(runs)
+    lines += _settings_section(doc, models)
+    if dataset == "baby":
+        lines += _reference_section()
+    lines += _reproduce_section(doc, out)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _results_table(doc, models, several):
+    metric_cols = [(split, m, k) for split in ("test", "valid") for m in METRICS for k in CUTOFFS]
+    head = (["model", "seeds"] + [f"{split} {SHORT[m]}@{k}" for split, m, k in metric_cols]
+            + ["s/epoch", "epochs run / budget", "epochs to best", "parameters"])
+    best = {}
+    for col in metric_cols:
+        means = [stats.mean_std(_values(_ok(doc, m), col[0], f"{col[1]}@{col[2]}"))[0] for m in models]
+        means = [v for v in means if v is not None]
+        best[col] = max(means) if means else None
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---", "---"] + ["---:"] * (len(head) - 2)) + "|"]
+    for model in models:
+        runs = _ok(doc, model)
+        cells = [f"**{model}**" if model == TARGET else model, _seeds_text(runs)]
+        for split, m, k in metric_cols:
+            values = _values(runs, split, f"{m}@{k}")
+            text = cell(values)
+            mean = stats.mean_std(values)[0]
+            bold = mean is not None and mean == best[(split, m, k)] and len(models) > 1
+            cells.append(f"**{text}**" if bold else text)
+        stopped = sum(bool(r.get("early_stopped")) for r in runs)
+        stop = "" if not stopped else (" (early stop)" if stopped == len(runs) else f" (early stop: {stopped} of {len(runs)})")
+        cells += [f"{stats.mean_std([r['seconds_per_epoch'] for r in runs])[0]:.2f}",
+                  f"{', '.join(str(r['epochs_run']) for r in runs)} / {runs[0]['epoch_budget']}{stop}",
+                  ", ".join(fmt(r.get("epochs_to_best")) for r in runs), f"{runs[0]['params']:,}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    spread = (" Each metric cell is the mean ± sample standard deviation (ddof 1) over the seeds listed; the "
+              "per-seed values are in the JSON." if several else "")
+    lines += ["", "R = Recall, N = NDCG, P = Precision. Test columns are measured once, at each model's best "
+              "validation epoch; bold marks the best per column." + spread + " s/epoch = training wall time "
+              "(including the periodic validation) divided by epochs run, on the machine that ran it (mean over "
+              "seeds); parameters = trainable parameters (MICRO's include the raw item features, which it "
+              "fine-tunes like the reference).", ""]
+    return lines
+
+
+def _unfinished_section(doc):
+    failed, unfinished = [], []
+    for model in doc["order"]:
+        for run in model_runs(doc, model):
+            tag = f"{model} (seed {run.get('seed')})"
+            if run.get("status") == "failed":
+                failed.append(f"- {tag}: {run.get('error')}")
+            elif run.get("status") != "ok":
+                unfinished.append(f"- {tag}: {run.get('status')} since {run.get('started', '?')}, checkpoint "
+                                  f"`{run.get('checkpoint')}`; continue it with the same command and `--resume`")
+    lines = []
+    if failed:
+        lines += ["Failed runs:", ""] + failed + [""]
+    if unfinished:
+        lines += ["Unfinished runs (not in the table):", ""] + unfinished + [""]
+    return lines
+
+
+def significance(doc, data_dir, target=TARGET, metric=SIGNIFICANCE_METRIC):
+    """``{baseline: stats.against(...)}`` for every model with finished runs besides ``target``."""
+    models = ok_models(doc)
+    if target not in models:
+        return {}
+
+    def per_user(model):
+        found = {}
+        for run in _ok(doc, model):
+            values = load_per_user(data_dir, run)
+            if values is not None:
+                found[str(run["seed"])] = values
+        return found
+
+    target_users = per_user(target)
+    return {base: stats.against(_ok(doc, target), _ok(doc, base), target_users, per_user(base), metric)
+            for base in models if base != target}
+
+
+def _ratio_text(result):
+    r = result["ratio"]
+    if r["mean"] is None:
+        return "–"
+    return f"{r['mean']:.3f}" if r["std"] is None else f"{r['mean']:.3f} ± {r['std']:.3f}"
+
+
+def _verdict(result):
+    return {True: "significant", False: "not significant", None: "untested"}[result["significant"]]
+
+
+def _tests_text(result):
+    parts = []
+    if result["seed_test"]:
+        parts.append(f"paired t over {result['seed_test']['n']} seeds p = {fmt_p(result['seed_test']['p'])}")
+    if result["user_test"]:
+        parts.append(f"Wilcoxon over {result['user_test']['n_pairs']:,} users p = {fmt_p(result['user_test']['p'])}")
+    return "; ".join(parts) or "one seed and no per-user values: no test possible"
+
+
+def _significance_section(doc, data_dir):
+    results = significance(doc, data_dir)
+    if not results:
+        return []
+    metric = SIGNIFICANCE_METRIC
+    label = "Recall@20" if metric == "recall@20" else metric
+    headline = [b for b in RATIO_BASELINES if b in results] or list(results)
+    seeds_n = max(r["ratio"]["n"] for r in results.values())
+    how = ("mean ± std over seeds of the per-seed ratio" if seeds_n > 1 else "one seed: no spread over seeds")
+    ratios = ", ".join(f"{TARGET} / {b} = {_ratio_text(results[b])}" for b in headline)
+    verdicts = "; ".join(f"{_verdict(results[b])} over {b} ({_tests_text(results[b])})" for b in headline)
+    lines = [f"## {TARGET} against each baseline", "",
+             f"**Test {label} ratio: {ratios}** ({how}). {TARGET}'s gain: {verdicts}.", "",
+             f"Paired over seeds: {stats.SEED_TEST}, on each seed's test {label}. Paired over users: {stats.USER_TEST}, "
+             f"on the per-user test {label} of each model's best-validation checkpoint, users paired by token (with "
+             f"several seeds, each user's value averaged over the seeds both models ran). Significant = {TARGET}'s "
+             f"mean is higher and every available test gives p < {stats.ALPHA}. Per-user values: "
+             f"`{doc['dataset']}-per-user/<model>-seed<seed>.npz` beside the JSON.", "",
+             f"| baseline | seeds paired | {TARGET} test {label} | baseline test {label} | ratio {TARGET} / baseline "
+             f"| paired t over seeds: t, p | users paired (non-zero differences) | Wilcoxon over users: p | significant |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for base, r in results.items():
+        st, ut = r["seed_test"], r["user_test"]
+        lines.append(" | ".join([
+            f"| {base}", ", ".join(map(str, r["seeds"])) or "–", cell(r["target"]), cell(r["baseline"]),
+            _ratio_text(r), "–" if not st else f"{st['statistic']:.3f}, {fmt_p(st['p'])}",
+            "–" if not ut else f"{ut['n_pairs']:,} ({ut['n_nonzero']:,})", "–" if not ut else fmt_p(ut["p"]),
+            {True: "yes", False: "no", None: "untested"}[r["significant"]],
+        ]) + " |")
+    return lines + [""]
+
+
+def _mask_text(value):
+    if value is None:
+        return ("each user's training items masked (and, on test, the validation items: RecBole's mask; "
+                "`test_mask_valid` not recorded by these runs)")
+    if value:
+        return "each user's training items masked (and, on test, the validation items: `test_mask_valid: True`, RecBole's mask)"
+    return "each user's training items masked, on test too (`test_mask_valid: False`, the reference's mask)"
+
+
+def _sampler_text(value):
+    if value is None:
+        return "RecBole's (one triple per training interaction; `train_sampler` not recorded by these runs)"
+    return f"`train_sampler: {value}`" + (" (RecBole's: one triple per training interaction)" if value == "interaction"
+                                          else " (the reference's: users drawn per step)" if value == "user" else "")
+
+
+def _protocol_section(runs):
+    if not runs:
+        return []
+    common, differing = _common_settings(runs)
+    budgets = sorted({r["epoch_budget"] for r in runs})
+    budget = str(budgets[0]) if len(budgets) == 1 else "differs per model (see the table)"
+    metric = runs[0]["valid_metric"]
+    seeds = list(dict.fromkeys(r["seed"] for r in runs))
+    seed_text = (f"{seeds[0]}" if len(seeds) == 1 else
+                 f"{', '.join(map(str, seeds))}: every model runs once with each seed")
+    settings = common or runs[0].get("settings") or {}
+    lines = [
+        "## Protocol", "",
+        "The same for every model (the plugin's `properties/overall.yaml`, overridden only where stated):", "",
+        f"- **Split:** {_split_text(settings)}.",
+        f"- **Seed{'s' if len(seeds) > 1 else ''}:** {seed_text} (`reproducibility: {common.get('reproducibility')}`).",
+        f"- **Training:** RecBole's trainer, batches of {common.get('train_batch_size', '?')} (user, positive, "
+        f"negative) triples, negatives `{common.get('train_neg_sample_args')}`; sampler "
+        f"{_sampler_text(common.get('train_sampler'))}.",
+        f"- **Epoch budget:** {budget}; validation every {_eval_every(common, runs)} epochs; early stopping "
+        f"after {common.get('stopping_step', '?')} validations without improvement of valid `{metric}`. Each "
+        "model's epochs actually run and the epoch of its best validation are in the table: a model stopped by "
+        "the budget rather than by early stopping may be under-trained.",
+        f"- **Selection:** the checkpoint with the best valid `{metric}`; test is evaluated once on it (selection "
+        "never looks at test).",
+        f"- **Evaluation:** full ranking over all items (`mode: {(common.get('eval_args') or {}).get('mode')}`), "
+        f"{_mask_text(common.get('test_mask_valid'))}; metrics {common.get('metrics')} at {common.get('topk')}, "
+        "averaged over users with at least one held-out item.",
+        "- **Metric definitions (RecBole):** Recall@K = |hits in top K| / |user's held-out items|; "
+        "Precision@K = |hits in top K| / K; NDCG@K = DCG@K / IDCG@K with binary relevance, DCG@K = "
+        "Σ_{hits at rank r ≤ K} 1/log2(r+1) and IDCG@K the DCG of min(K, |held-out items|) hits ranked first — "
+        "the standard NDCG. The MICRO/LATTICE reference code computes IDCG over the retrieved hits only, "
+        "which reads higher; its NDCG numbers are not comparable with these.",
+    ]
+    if differing:
+        lines.append("- **Not identical across models:** " + "; ".join(
+            f"`{k}`: " + ", ".join(f"{m} {json.dumps(v)}" for m, v in values.items())
+            for k, values in differing.items()) + ".")
+    return lines + [""]
+
+
+def _settings_section(doc, models):
+    if not models:
+        return []
+    lines = ["## Model settings", "", "| model | hyper-parameters | source |", "|---|---|---|"]
+    for model in models:
+        r = _ok(doc, model)[0]
+        params = ", ".join(f"`{k}={v}`" for k, v in (r.get("hyper") or {}).items())
+        tuned = r.get("tuned_from")
+        source = (f"tuned: best valid trial {tuned['trial']} of `{tuned['source']}`" if tuned
+                  else "defaults (RecBole's model yaml + the plugin's)")
+        extra = {k: v for k, v in (r.get("overrides") or {}).items()
+                 if k not in ("data_path", "checkpoint_dir", "state", "show_progress", "log_wandb", "seed")}
+        if extra:
+            source += "; overrides " + ", ".join(f"`{k}={v}`" for k, v in extra.items())
+        lines.append(f"| {model} | {params} | {source} |")
+    return lines + [""]
+
+
+def _reference_section():
+    lines = ["## Published reference numbers — NOT from this run", "",
+             f"Source: {REFERENCE_BABY['source']}. Different split, the original item features and other "
+             "training code: compare the *ordering and ratios* between models, not absolute values, with the "
+             "table above.", "", "| model (published) | Recall@20 | NDCG@20 |", "|---|---:|---:|"]
+    for name, recall, ndcg in REFERENCE_BABY["rows"]:
+        lines.append(f"| {name} | {fmt(recall)} | {fmt(ndcg)} |")
+    return lines + [""]
+
+
+def _reproduce_section(doc, out="results"):
+    lines = ["## Reproduce", "", "Runs that produced the JSON (append runs merge into it):", "", "```bash"]
+    lines += doc.get("commands") or ["# (no command recorded)"]
+    lines += ["```", "", "Re-render this page and the chart from the JSON without training:", "", "```bash",
+              f"python run_compare.py --dataset {doc['dataset']} --from-json"
+              + ("" if os.path.normpath(out) == "results" else f" --out {shlex.quote(out)}"), "```", ""]
+    return lines
+
+
+def write_page(doc, out, data_dir=None):
+    r"""Write ``<out>/<dataset>.md`` and ``<out>/<dataset>.png`` from a results document; returns both paths."""
+    dataset = doc["dataset"]
+    png_path = os.path.join(out, f"{dataset}.png")
+    png_name = None
+    if ok_models(doc):
+        plot_results(doc, png_path)
+        png_name = os.path.basename(png_path)
+    md_path = os.path.join(out, f"{dataset}.md")
+    atomic_write(md_path, render_page(doc, png_name, out, data_dir))
+    return md_path, (png_path if png_name else None)

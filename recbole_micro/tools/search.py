@@ -1,0 +1,250 @@
+r"""Hyper-parameter search for MICRO and RecBole's models: RecBole's ``HyperTuning`` (hyperopt) or Ray Tune.
+
+Every trial is one ``quick_start.objective_function`` run — trained with early stopping on the
+validation split, then evaluated on test at its best validation epoch — so the search *selects on
+validation* and only reports test (MMRec picks its "best" setting by test score; we do not). Each
+trial is recorded in the export (``export.TuningExport``) as it finishes; the space's values and every
+trial's parameters are typed against the model's configuration (``values.typed_params``) first.
+"""
+
+import json
+import os
+import sys
+import time
+
+from recbole_micro.errors import ConfigError, RecboleMicroError
+from recbole_micro.quick_start import objective_function
+from recbole_micro.tools.export import TuningExport, trial_entry
+from recbole_micro.tools.files import config_file_list, now, one_line, params_text, plain
+from recbole_micro.tools.space import check_space, find_params_file, ray_space, read_hyper_file, space_size
+from recbole_micro.tools.values import known_keys, parse_overrides, resolve_config, typed_params
+
+ALGOS = ("exhaustive", "random", "bayes")
+TOOLS = ("hyperopt", "ray")
+
+
+class SearchFailed(RecboleMicroError):
+    """Every trial of a search failed (the export lists each error)."""
+
+
+def default_output(model, dataset):
+    """The export stem used when ``--output_file`` is not given."""
+    return os.path.join("hyper_results", f"{model}-{dataset}")
+
+
+def _announce(entry, total, metric):
+    head = f"[tune] trial {entry['trial']}{f'/{total}' if total else ''} {params_text(entry['params'])}"
+    if entry["status"] != "ok":
+        print(f"{head}: FAILED ({entry.get('error')})", flush=True)
+        return
+    test = entry["test"].get(metric)
+    print(f"{head}: valid {metric} {entry['best_valid_score']:.4f}, test {metric} "
+          f"{test if test is None else round(test, 4)} ({entry.get('seconds') or 0:.1f} s, "
+          f"{entry.get('epochs_run')} epochs)", flush=True)
+
+
+def _run_trial(base, params, config_files, known):
+    """One objective run with ``params`` over the fixed config; returns a trial entry (failures recorded)."""
+    sys.argv = sys.argv[:1]
+    start = time.time()
+    try:
+        params = typed_params(plain(params), known, "trial parameters")
+        result = objective_function(dict(base, **params), config_files)
+    except Exception as error:  # noqa: BLE001 - a failed setting is a result of the search
+        return trial_entry(plain(params), seconds=time.time() - start, error=one_line(error))
+    return trial_entry(params, result, seconds=time.time() - start)
+
+
+def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed):
+    import numpy as np
+    from hyperopt import STATUS_FAIL, STATUS_OK, Trials, fmin
+    from hyperopt.exceptions import AllTrialsFailed
+    from recbole.trainer import HyperTuning
+
+    bigger = export.doc["valid_metric_bigger"]
+    metric = export.doc["valid_metric"]
+
+    class RecordingHyperTuning(HyperTuning):
+        """RecBole's HyperTuning whose trials are recorded in the export as they finish."""
+
+        def trial(self, params):
+            entry = export.add(_run_trial(base, params, self.fixed_config_file_list, known))
+            _announce(entry, self.max_evals, metric)
+            if entry["status"] != "ok":
+                return {"status": STATUS_FAIL, "loss": 1e30}
+            score = entry["best_valid_score"]
+            return {"loss": -score if bigger else score, "status": STATUS_OK}
+
+    tuner = RecordingHyperTuning(
+        objective_function, params_dict=spec, fixed_config_file_list=config_files, algo=algo,
+        max_evals=max_evals or 100, early_stop=early_stop or 10,
+    )
+    if algo == "exhaustive" and max_evals:
+        tuner.max_evals = min(int(tuner.max_evals), max_evals)
+    export.doc["max_evals"] = int(tuner.max_evals)
+    export.write()
+    # RecBole's HyperTuning.run, without its progress bar, and with the no-progress stop only when asked
+    # for (it would cut an exhaustive grid short). hyperopt 0.2.5 looks the best trial up even with
+    # return_argmin=False: with every trial failed that raises AllTrialsFailed, reported by tune_model.
+    new_hyperopt = _hyperopt_version() >= (0, 2, 7)
+    try:
+        fmin(tuner.trial, tuner.space, algo=tuner.algo, max_evals=int(tuner.max_evals), trials=Trials(),
+             early_stop_fn=tuner.early_stop_fn if early_stop else None, show_progressbar=False,
+             return_argmin=False, rstate=np.random.default_rng(seed) if new_hyperopt else np.random.RandomState(seed))
+    except AllTrialsFailed:
+        pass
+
+
+def _hyperopt_version():
+    import hyperopt
+
+    return tuple(int(p) for p in hyperopt.__version__.split(".")[:3] if p.isdigit())
+
+
+def _ray_trainable(config, base=None, config_files=None, known=None, cwd=None, checkpoint_root=None):
+    """A Ray Tune function trainable: one objective run in a Ray worker, reported once."""
+    from ray.air import session
+
+    if cwd:
+        os.chdir(cwd)
+    base = dict(base or {})
+    if checkpoint_root:  # a folder per trial: RecBole names checkpoints by model and second only
+        base["checkpoint_dir"] = os.path.join(checkpoint_root, session.get_trial_id())
+    entry = _run_trial(base, config, config_files, known)
+    report = {"record": json.dumps(entry)}
+    if entry["status"] == "ok":
+        report["best_valid_score"] = entry["best_valid_score"]
+        report.update({f"valid_{k}": v for k, v in entry["valid"].items()})
+        report.update({f"test_{k}": v for k, v in entry["test"].items()})
+    session.report(report)
+
+
+def _ray_search(export, spec, base, config_files, known, algo, max_evals, ray_options):
+    try:
+        import ray
+        from ray import tune
+        from ray.tune import Callback
+    except ImportError as error:
+        raise ConfigError(f"--tool ray needs Ray Tune installed ({error}); pip install 'ray[tune]'") from None
+
+    bigger = export.doc["valid_metric_bigger"]
+    metric = export.doc["valid_metric"]
+    total = space_size(spec) if algo == "exhaustive" else max_evals
+
+    class RecordCallback(Callback):
+        """Records each trial in the export as soon as it completes (or fails)."""
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            record = (trial.last_result or {}).get("record")
+            entry = json.loads(record) if record else trial_entry(trial.config, error="no result reported")
+            _announce(export.add(entry), total, metric)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            error = getattr(trial, "error_msg", None) or "trial raised an error (see the Ray log)"
+            _announce(export.add(trial_entry(trial.config, error=str(error).strip().splitlines()[-1])),
+                      total, metric)
+
+    started = not ray.is_initialized()
+    if started:
+        init = {"include_dashboard": False, "log_to_driver": ray_options.get("log_to_driver", False)}
+        if ray_options.get("address"):
+            ray.init(address=ray_options["address"], **init)
+        else:
+            ray.init(num_cpus=ray_options.get("workers", 2), **init)
+    search_alg = None
+    if algo == "bayes":
+        from ray.tune.search.hyperopt import HyperOptSearch
+        from recbole.trainer import HyperTuning
+
+        search_alg = HyperOptSearch(HyperTuning._build_space_from_dict(spec), metric="best_valid_score",
+                                    mode="max" if bigger else "min", random_state_seed=ray_options.get("seed"))
+        space = None
+    else:
+        space = ray_space(spec, algo)
+    saved = ray_options.get("checkpoint_dir") or base.get("checkpoint_dir") or "saved"
+    checkpoint_root = os.path.abspath(os.path.join(saved, "ray_trials"))
+    trainable = tune.with_parameters(_ray_trainable, base=base, config_files=config_files, known=known,
+                                     cwd=os.getcwd(), checkpoint_root=checkpoint_root)
+    try:
+        tune.run(
+            trainable, config=space, search_alg=search_alg,
+            num_samples=1 if algo == "exhaustive" else (max_evals or 10),
+            resources_per_trial={"cpu": ray_options.get("cpus_per_trial", 1),
+                                 "gpu": ray_options.get("gpus_per_trial", 0)},
+            local_dir=os.path.abspath(ray_options.get("local_dir") or os.path.join(saved, "ray_results")),
+            chdir_to_trial_dir=False, callbacks=[RecordCallback()], raise_on_failed_trial=False,
+            verbose=ray_options.get("verbose", 0),
+            name=f"{export.doc['model']}-{export.doc['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}",
+        )
+    except RuntimeError as error:
+        # Ray 2.6 builds its ExperimentAnalysis through pyarrow once the search is over; without pyarrow
+        # that last step fails, but every trial has been recorded by the callback already.
+        if "pyarrow" not in str(error):
+            raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=None, output_file=None,
+               config_files=None, overrides=None, tool="hyperopt", early_stop=0, seed=2020,
+               ray_options=None, command=None):
+    r"""Search ``params_file`` for ``model`` on ``dataset``; returns the export document.
+
+    ``overrides`` (``--key=value`` strings or a dict) apply to every trial; the searched parameters take
+    precedence over them. The export is rewritten after each trial; on KeyboardInterrupt it is written
+    with status ``interrupted`` and the interrupt is re-raised. ``SearchFailed`` when every trial failed.
+    """
+    if algo not in ALGOS:
+        raise ConfigError(f"--algo must be one of {', '.join(ALGOS)}, got '{algo}'")
+    if tool not in TOOLS:
+        raise ConfigError(f"--tool must be hyperopt or ray, got '{tool}'")
+    params_path = find_params_file(params_file or model)
+    spec = read_hyper_file(params_path)
+    if algo == "exhaustive" and space_size(spec) is None:
+        raise ConfigError(f"{params_path}: exhaustive search needs 'choice' parameters only; use --algo random "
+                          f"or bayes for continuous ranges")
+    fixed = parse_overrides(overrides)
+    config_files = config_file_list(config_files)
+    base = dict(fixed, model=model, dataset=dataset)
+    for key in ("data_path", "checkpoint_dir"):  # Ray workers may run elsewhere: make paths absolute
+        if isinstance(base.get(key), str):
+            base[key] = os.path.abspath(base[key])
+    config = resolve_config(model, dataset, config_files, base)
+    known = known_keys(config)
+    spec = check_space(spec, known, params_path)  # before any trial: unknown keys, mistyped or unsafe values
+    shadowed = [name for group in spec.values() for name in group if name in fixed]
+    if shadowed:
+        print(f"[tune] note: searched parameters override the fixed values of {', '.join(shadowed)}",
+              file=sys.stderr)
+    export = TuningExport(output_file or default_output(model, dataset), {
+        "model": model, "dataset": dataset, "tool": tool, "algo": algo, "params_file": params_path,
+        "space": spec, "valid_metric": config["valid_metric"].lower(),
+        "valid_metric_bigger": bool(config["valid_metric_bigger"]), "fixed_config": plain(fixed),
+        "config_files": config_files, "seed": config["seed"], "epochs": config["epochs"],
+        "command": command or "", "started": now(),
+    })
+    export.write()
+    print(f"[tune] {model} on {dataset}: {tool} {algo} search over {params_path}; selecting on valid "
+          f"{export.doc['valid_metric']}; export {export.json_path}", flush=True)
+    try:
+        if tool == "ray":
+            options = dict(ray_options or {})
+            options.setdefault("seed", seed)
+            options.setdefault("checkpoint_dir", os.path.abspath(config["checkpoint_dir"]))
+            _ray_search(export, spec, base, config_files, known, algo, max_evals, options)
+        else:
+            _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed)
+    except KeyboardInterrupt:
+        export.finish("interrupted")
+        raise
+    except BaseException:
+        export.finish("failed")
+        raise
+    trials = export.trials
+    if trials and all(t["status"] != "ok" for t in trials):
+        export.finish("failed")
+        raise SearchFailed(f"all {len(trials)} trial(s) of the {model} search failed (first: "
+                           f"{trials[0].get('error')}); {export.text_path} lists every trial's error")
+    export.finish("finished")
+    return export.doc

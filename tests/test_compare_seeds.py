@@ -1,0 +1,202 @@
+"""Seeds, uncertainty and resume in the comparison: one run per model and seed, mean ± std equal to the
+JSON, paired tests equal to scipy's on the same pairs, and an interrupted comparison resumed to the
+same JSON as an uninterrupted one."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from conftest import run_config
+from recbole_micro.data.synthetic import make_synthetic_dataset
+from recbole_micro.tools import compare, page
+from recbole_micro.tools.results import load_per_user, load_results, model_runs
+
+SMALL = dict(n_users=80, n_items=100, n_clusters=8, per_user=(6, 10))
+SEEDS = [1, 2, 3]
+MODELS = ["BPR", "MICRO"]
+EPOCHS = 3
+CELL = re.compile(r"^([-\d.]+) ± ([-\d.]+)$")
+
+
+def comparison(root, out, **kwargs):
+    return compare.run_comparison("syn", MODELS, epochs=EPOCHS, overrides=run_config(root, eval_step=1),
+                                  out=str(out), seeds=",".join(map(str, SEEDS)), command="seeds job", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seeds")
+    make_synthetic_dataset(str(root), "syn", **SMALL)
+    out = root / "results"
+    comparison(root, out)
+    return root, out, load_results(str(out / "syn.json"))
+
+
+def section_table(markdown, title):
+    """``(header, rows)`` of the first table under the heading ``title`` (cells stripped of bold)."""
+    section = markdown.split(title, 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return header, [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def test_json_holds_one_run_per_model_and_seed(seeded):
+    _, out, doc = seeded
+    assert doc["order"] == MODELS and doc["seeds"] == SEEDS
+    for model in MODELS:
+        runs = model_runs(doc, model)
+        assert [r["seed"] for r in runs] == SEEDS and list(doc["runs"][model]) == [str(s) for s in SEEDS]
+        assert all(r["status"] == "ok" and r["settings"]["seed"] == r["seed"] for r in runs)
+        assert len({r["checkpoint"] for r in runs}) == len(SEEDS)
+        # the seed matters: the runs are not copies of each other
+        assert len({json.dumps(r["test"], sort_keys=True) for r in runs}) > 1
+
+
+def test_page_mean_and_std_equal_those_recomputed_from_the_json(seeded):
+    _, out, doc = seeded
+    markdown = (out / "syn.md").read_text()
+    header, rows = section_table(markdown, "## Results")
+    assert [r[0] for r in rows] == MODELS
+    metric_columns = [(i, c) for i, c in enumerate(header) if c.split(" ")[0] in ("test", "valid")]
+    assert len(metric_columns) == 12
+    names = {"R": "recall", "N": "ndcg", "P": "precision"}
+    for row in rows:
+        runs = model_runs(doc, row[0])
+        assert row[1] == ", ".join(map(str, SEEDS))
+        for index, column in metric_columns:
+            split, short = column.split(" ")
+            key = f"{names[short[0]]}@{short.split('@')[1]}"
+            values = [r[split][key] for r in runs]
+            mean, std = CELL.match(row[index]).groups()
+            assert float(mean) == pytest.approx(np.mean(values), abs=5e-5), (row[0], column)
+            assert float(std) == pytest.approx(np.std(values, ddof=1), abs=5e-5), (row[0], column)
+        assert row[header.index("epochs run / budget")].startswith(
+            ", ".join(str(r["epochs_run"]) for r in runs) + f" / {EPOCHS}")
+
+
+def test_chart_bars_and_error_bars_equal_the_json(seeded):
+    _, out, doc = seeded
+    ax = page.plot_results(doc).axes[0]
+    bars = {c.get_label(): c for c in ax.containers if hasattr(c, "patches")}
+    for label, key in (("Recall@20", "recall@20"), ("NDCG@20", "ndcg@20")):
+        values = [[r["test"][key] for r in model_runs(doc, m)] for m in MODELS]
+        heights = [p.get_height() for p in bars[label].patches]
+        assert heights == pytest.approx([np.mean(v) for v in values], abs=1e-12)
+        segments = bars[label].errorbar.lines[2][0].get_segments()
+        half_widths = [(s[1][1] - s[0][1]) / 2 for s in segments]
+        assert half_widths == pytest.approx([np.std(v, ddof=1) for v in values], abs=1e-12)
+
+
+def paired_users(out, doc, metric="recall@20"):
+    """Per-user values of MICRO and BPR, paired by token and averaged over seeds, recomputed independently."""
+    tables = {}
+    for model in MODELS:
+        per_seed = []
+        for run in model_runs(doc, model):
+            data = load_per_user(str(out), run)
+            per_seed.append(dict(zip(data["users"].tolist(), data[metric].astype(np.float64).tolist())))
+        users = set.intersection(*(set(d) for d in per_seed))
+        tables[model] = {u: sum(d[u] for d in per_seed) / len(per_seed) for u in users}
+    users = sorted(set(tables["MICRO"]) & set(tables["BPR"]))
+    return users, [tables["MICRO"][u] for u in users], [tables["BPR"][u] for u in users]
+
+
+def test_per_user_values_average_to_the_reported_test_metric(seeded):
+    _, out, doc = seeded
+    for model in MODELS:
+        for run in model_runs(doc, model):
+            data = load_per_user(str(out), run)
+            assert run["per_user"]["users"] == len(data["users"]) == SMALL["n_users"]
+            assert len(set(data["users"].tolist())) == len(data["users"])
+            for key in ("recall@20", "ndcg@20"):
+                assert float(np.mean(data[key])) == pytest.approx(run["test"][key], abs=5e-5), (model, key)
+
+
+def test_paired_tests_equal_scipy_on_the_same_pairs(seeded):
+    _, out, doc = seeded
+    markdown = (out / "syn.md").read_text()
+    header, rows = section_table(markdown, "## MICRO against each baseline")
+    (row,) = rows
+    cells = dict(zip(header, row))
+    assert cells["baseline"] == "BPR" and cells["seeds paired"] == ", ".join(map(str, SEEDS))
+
+    micro = [r["test"]["recall@20"] for r in model_runs(doc, "MICRO")]
+    bpr = [r["test"]["recall@20"] for r in model_runs(doc, "BPR")]
+    by_seed = stats.ttest_rel(micro, bpr)
+    t, p = cells["paired t over seeds: t, p"].split(", ")
+    assert float(t) == pytest.approx(by_seed.statistic, abs=1e-3)
+    assert float(p) == pytest.approx(by_seed.pvalue, rel=5e-3)
+
+    users, a, b = paired_users(out, doc)
+    by_user = stats.wilcoxon(a, b)
+    pairs, nonzero = re.match(r"([\d,]+) \(([\d,]+)\)", cells["users paired (non-zero differences)"]).groups()
+    assert int(pairs.replace(",", "")) == len(users) == SMALL["n_users"]
+    assert int(nonzero.replace(",", "")) == int(np.count_nonzero(np.subtract(a, b)))
+    assert float(cells["Wilcoxon over users: p"]) == pytest.approx(by_user.pvalue, rel=5e-3)
+
+    ratios = [x / y for x, y in zip(micro, bpr)]
+    mean, std = cells["ratio MICRO / baseline"].split(" ± ")
+    assert float(mean) == pytest.approx(np.mean(ratios), abs=5e-4) and float(std) == pytest.approx(
+        np.std(ratios, ddof=1), abs=5e-4)
+    significant = np.mean(micro) > np.mean(bpr) and by_seed.pvalue < 0.05 and by_user.pvalue < 0.05
+    assert cells["significant"] == ("yes" if significant else "no")  # both tests ran: never "untested"
+    headline = next(line for line in markdown.splitlines() if line.startswith("**Test Recall@20 ratio:"))
+    assert f"MICRO / BPR = {cells['ratio MICRO / baseline']}" in headline
+    assert "mean ± std over seeds of the per-seed ratio" in headline
+    assert ("significant over BPR" if significant else "not significant over BPR") in headline
+    assert "scipy.stats.ttest_rel" in markdown and "scipy.stats.wilcoxon" in markdown
+
+
+class Interrupt(KeyboardInterrupt):
+    """Ctrl-C in the middle of MICRO's first run."""
+
+
+def test_interrupted_comparison_resumes_to_the_same_json(seeded, tmp_path, monkeypatch):
+    root, _, reference = seeded
+    from recbole_micro import quick_start
+    from recbole_micro.trainer import SafeCheckpointMixin
+
+    original_epoch = SafeCheckpointMixin._train_epoch
+    state = {"armed": True}
+
+    def ctrl_c_in_micro(self, train_data, epoch_idx, *args, **kwargs):
+        if state["armed"] and self.config["model"] == "MICRO" and self.config["seed"] == SEEDS[0] and epoch_idx == 2:
+            state["armed"] = False
+            raise Interrupt
+        return original_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    monkeypatch.setattr(SafeCheckpointMixin, "_train_epoch", ctrl_c_in_micro)
+    out = tmp_path / "results"
+    with pytest.raises(KeyboardInterrupt):
+        comparison(root, out)
+    stopped = load_results(str(out / "syn.json"))
+    assert [r["status"] for r in model_runs(stopped, "BPR")] == ["ok"] * len(SEEDS)
+    (running,) = model_runs(stopped, "MICRO")
+    assert running["status"] == "interrupted" and running["seed"] == SEEDS[0]
+    assert (out / "syn.md").read_text().count("--resume") >= 1  # the page says how to continue
+
+    runs = []
+    real = quick_start.run_recbole_micro
+
+    def spy(**kwargs):
+        runs.append((kwargs["model"], kwargs["config_dict"]["seed"], kwargs.get("resume")))
+        return real(**kwargs)
+
+    monkeypatch.setattr(quick_start, "run_recbole_micro", spy)
+    comparison(root, out, resume=True)
+    # finished runs kept, the interrupted one continued from its checkpoint, the rest run fresh
+    assert [(m, s) for m, s, _ in runs] == [("MICRO", s) for s in SEEDS]
+    assert runs[0][2] is not None and runs[0][2].startswith(running["checkpoint"][: -len(".pth")])
+    assert all(r is None for _, _, r in runs[1:])
+    resumed = load_results(str(out / "syn.json"))
+    assert resumed["order"] == reference["order"] and resumed["seeds"] == reference["seeds"]
+    for model in MODELS:
+        for mine, theirs in zip(model_runs(resumed, model), model_runs(reference, model)):
+            for key in ("status", "seed", "valid", "test", "best_valid_score", "epochs_run", "best_epoch"):
+                assert mine[key] == theirs[key], (model, mine["seed"], key)
+            assert np.array_equal(load_per_user(str(out), mine)["recall@20"],
+                                  load_per_user(str(root / "results"), theirs)["recall@20"])
+    assert model_runs(resumed, "MICRO")[0]["sittings"] == 2
