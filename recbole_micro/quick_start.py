@@ -18,6 +18,8 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_micro.checkpoint import load_checkpoint, load_state
 from recbole_micro.config import Config
+from recbole_micro.data.sampler import train_dataloader
+from recbole_micro.evaluation import apply_test_mask
 from recbole_micro.utils import create_dataset, get_model, get_trainer
 
 
@@ -37,6 +39,8 @@ def build(model=None, dataset=None, config_file_list=None, config_dict=None, qui
     data = create_dataset(config)
     logger.info(data)
     train_data, valid_data, test_data = data_preparation(config, data)
+    train_data = train_dataloader(config, train_data)  # train_sampler: user = the reference's batches
+    apply_test_mask(config, test_data, train_data._dataset)  # test_mask_valid: False = the reference's test ranking
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_class = get_model(config["model"])
     net = model_class(config, train_data._dataset).to(config["device"])
