@@ -18,6 +18,13 @@ training interaction and are evaluated on their own).
 ``CandidateEvalMixin`` is mixed into every plugin trainer (``recbole_micro.trainer.Trainer`` and every
 RecBole trainer wrapped by ``with_safe_checkpoints``), so MICRO, LATTICE and RecBole's ID-only
 baselines (BPR, LightGCN, …) are evaluated identically.
+
+Config key ``test_mask_valid`` (``apply_test_mask``, applied to the test loader when the run is built):
+
+* ``True`` (default, RecBole's protocol) — the test ranking masks the user's training AND validation
+  items;
+* ``False`` (the reference's ``test_torch``: only the training items are masked) — the validation
+  items stay in the test ranking and compete with the test items, which lowers test metrics a little.
 """
 
 import numpy as np
@@ -50,6 +57,30 @@ def cold_candidate_mask(eval_dataset, train_items, item_num):
     mask[np.asarray(train_items, dtype=np.int64)] = False
     mask[0] = False
     return torch.from_numpy(mask)
+
+
+def apply_test_mask(config, test_data, train_dataset):
+    r"""``test_mask_valid: False``: make ``test_data`` (RecBole's full-sort loader) mask only the training
+    items of each user — its history becomes (training items − test items) instead of RecBole's
+    (training + validation items − test items). ``True`` leaves the loader as RecBole built it."""
+    mask_valid = config["test_mask_valid"]
+    if mask_valid is None or mask_valid is True or not test_data:
+        return test_data
+    if mask_valid is not False:
+        raise ConfigError(f"config key 'test_mask_valid' is {mask_valid!r}; use True (RecBole) or False (the reference)")
+    if not isinstance(test_data, FullSortEvalDataLoader):
+        raise ConfigError(
+            "test_mask_valid: False changes which items a full ranking masks; set eval_args.mode to 'full' "
+            f"(it is {config['eval_args'].get('mode')!r}) or test_mask_valid: True"
+        )
+    if test_data.is_sequential:  # sequential models mask no history: nothing to change
+        return test_data
+    train = train_dataset.inter_matrix(form="csr")
+    for uid in test_data.uid_list.tolist():
+        trained = train.indices[train.indptr[uid] : train.indptr[uid + 1]]
+        history = np.setdiff1d(trained, test_data.uid2positive_item[uid].numpy())
+        test_data.uid2history_item[uid] = torch.from_numpy(history.astype(np.int64))
+    return test_data
 
 
 class CandidateEvalMixin:

@@ -21,10 +21,21 @@ from recbole_micro.checkpoint import load_checkpoint, load_state
 from recbole_micro.config import Config, config_from_data
 from recbole_micro.data.default import DEFAULT_DATASET
 from recbole_micro.data.locate import has_atoms
-from recbole_micro.errors import CheckpointError, RecboleMicroError
+from recbole_micro.data.sampler import train_dataloader
+from recbole_micro.errors import CheckpointError
+from recbole_micro.evaluation import apply_test_mask
 from recbole_micro.model.validation import check_run
 from recbole_micro.token_ids import check_identity, data_identity, saved_ids
 from recbole_micro.utils import create_dataset, get_model, get_trainer
+
+
+def prepare_data(config, data):
+    r"""RecBole's ``data_preparation`` with the plugin's protocol: the training batches of
+    ``train_sampler`` (``user``: the reference's) and the test mask of ``test_mask_valid``."""
+    train_data, valid_data, test_data = data_preparation(config, data)
+    train_data = train_dataloader(config, train_data)  # train_sampler: user = the reference's batches
+    apply_test_mask(config, test_data, train_data._dataset)  # test_mask_valid: False = the reference's test ranking
+    return train_data, valid_data, test_data
 
 
 def build(model=None, dataset=None, config_file_list=None, config_dict=None, quiet=False):
@@ -43,7 +54,7 @@ def build(model=None, dataset=None, config_file_list=None, config_dict=None, qui
     data = create_dataset(config)
     logger.info(data)
     check_run(config, data)  # training keys and splits of every model, before RecBole splits the data
-    train_data, valid_data, test_data = data_preparation(config, data)
+    train_data, valid_data, test_data = prepare_data(config, data)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_class = get_model(config["model"])
     net = model_class(config, train_data._dataset).to(config["device"])
@@ -178,7 +189,7 @@ def load_data_and_model(model_file, data_path=None):
     identity = checkpoint.get("data")
     with saved_ids(identity):  # the ids of training, also when the files list the tokens in another order
         data = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, data)
+    train_data, valid_data, test_data = prepare_data(config, data)
     check_identity(identity, data_identity(train_data._dataset), model_file, config["data_path"])
     init_seed(config["seed"], config["reproducibility"])
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])

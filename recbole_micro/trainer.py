@@ -4,12 +4,15 @@
   ids, numbers as Python floats) written atomically and read back with ``weights_only=True`` onto the
   CPU, refused when from another model, dataset or token numbering; a non-finite loss term stops
   training with its name and epoch, keeping the last good checkpoint.
+* ``ZeroGradMixin`` — ``zero_grad_set_to_none``: False (default) zeroes the gradients as torch 1.5, the
+  reference's torch, did; True lets torch >= 2.0 set them to None (Adam then skips those parameters).
 * ``MultimodalTrainer`` — adds the reference learning-rate schedule lr·decay^(epoch/period)
   (MICRO/LATTICE ``LambdaLR``). The learned item graphs are rebuilt at the start of every epoch by the
   model itself (RecBole calls ``model.train()`` each epoch), so any trainer keeps that behaviour.
 * ``MICROTrainer`` / ``LATTICETrainer`` — found by name (``utils.get_trainer``).
 """
 
+import functools
 import os
 
 import torch
@@ -20,7 +23,7 @@ from recbole_micro.checkpoint import (
     FORMAT, check_compatible, load_checkpoint, load_state, plain_numbers, rng_state, save_checkpoint, set_rng_state,
 )
 from recbole_micro.config import config_to_data
-from recbole_micro.errors import RecboleMicroError
+from recbole_micro.errors import ConfigError, RecboleMicroError
 from recbole_micro.evaluation import CandidateEvalMixin
 from recbole_micro.token_ids import check_identity, data_identity
 
@@ -179,7 +182,32 @@ class SafeCheckpointMixin:
         )
 
 
-class Trainer(CandidateEvalMixin, SafeCheckpointMixin, RecBoleTrainer):
+class ZeroGradMixin:
+    r"""``optimizer.zero_grad()`` with the semantics of ``zero_grad_set_to_none`` (mixed into every trainer).
+
+    ``False`` (default): the reference's torch 1.5 — every existing gradient is zeroed in place; a
+    parameter that never had one keeps ``None``. A parameter left out of a step's loss (MICRO's
+    projections and raw features on every batch but an epoch's first, where the learned graph is reused
+    detached) then has a zero gradient, and Adam still moves it on its momentum, as in the reference.
+    ``True``: torch >= 2.0's default — gradients become ``None`` and Adam skips those parameters.
+    RecBole's trainers call ``self.optimizer.zero_grad()`` with no argument; each optimizer they build
+    gets this default (explicit ``set_to_none=`` arguments still win).
+    """
+
+    def _build_optimizer(self, **kwargs):
+        optimizer = super()._build_optimizer(**kwargs)
+        set_to_none = self.config["zero_grad_set_to_none"]
+        set_to_none = False if set_to_none is None else set_to_none
+        if not isinstance(set_to_none, bool):
+            raise ConfigError(
+                f"config key 'zero_grad_set_to_none' is {set_to_none!r}; use False (the reference's torch 1.5 "
+                f"semantics) or True (torch >= 2.0's)"
+            )
+        optimizer.zero_grad = functools.partial(optimizer.zero_grad, set_to_none=set_to_none)
+        return optimizer
+
+
+class Trainer(ZeroGradMixin, CandidateEvalMixin, SafeCheckpointMixin, RecBoleTrainer):
     """RecBole's ``Trainer`` with safe checkpoints (used for RecBole's general models)."""
 
 
@@ -191,7 +219,7 @@ def with_safe_checkpoints(trainer_class):
     if issubclass(trainer_class, SafeCheckpointMixin):
         return trainer_class
     if trainer_class not in _WRAPPED:
-        _WRAPPED[trainer_class] = type(trainer_class.__name__, (CandidateEvalMixin, SafeCheckpointMixin, trainer_class), {})
+        _WRAPPED[trainer_class] = type(trainer_class.__name__, (ZeroGradMixin, CandidateEvalMixin, SafeCheckpointMixin, trainer_class), {})
     return _WRAPPED[trainer_class]
 
 

@@ -110,7 +110,10 @@ def test_run_record_holds_config_and_result(trained):
     config = record["config"]
     for key, value in {"model": "MICRO", "dataset": "syn", "seed": 7, "epochs": EPOCHS, "knn_k": 10,
                        "lambda_coeff": 0.9, "cf_model": "lightgcn", "modalities": ["image", "text"],
-                       "learning_rate": 0.0005, "valid_metric": "Recall@20"}.items():
+                       "learning_rate": 0.0005, "valid_metric": "Recall@20",
+                       # the training protocol (the resume tests below therefore resume the user sampler)
+                       "train_sampler": "user", "zero_grad_set_to_none": False, "init_scheme": "reference",
+                       "test_mask_valid": True}.items():
         assert config[key] == value, key
 
 

@@ -16,8 +16,9 @@ item graphs, item-graph convolution and CF backbones (all in ``multimodal.py`` /
 * h = A^L X_i, ĩ = i_CF + h/‖h‖ (no attention fusion);
 * loss = L_BPR + L_emb (no contrastive term).
 
-Initialisation as the reference: xavier-uniform for the ID embeddings, PyTorch's defaults for the
-linear layers (projections, NGCF weights).
+Initialisation as the reference (``init_scheme: reference``): xavier-uniform for the ID embeddings,
+PyTorch's defaults for the linear layers (projections, NGCF weights); ``init_scheme: xavier`` applies
+xavier with zero biases to the linear layers too.
 """
 
 import torch
@@ -42,8 +43,7 @@ class LATTICE(MultimodalGraphRecommender):
         # w: one logit per modality, all 0.5 (the reference's torch.Tensor([0.5, 0.5]))
         self.modal_weight = nn.Parameter(torch.full((len(self.modalities),), 0.5, device=self.device))
         self.init_cf(config, dataset)
-        nn.init.xavier_uniform_(self.user_embedding.weight)
-        nn.init.xavier_uniform_(self.item_embedding.weight)
+        self.init_parameters(config)  # init_scheme: reference = xavier ID embeddings, PyTorch's default Linear init
 
     def modality_weights(self):
         r"""α = softmax(w), in the order of ``self.modalities``."""

@@ -10,7 +10,6 @@ Reference code: CRIPAC-DIG/MICRO (``codes/Models.py``); its behaviour is summari
 
 import torch
 import torch.nn as nn
-from recbole.model.init import xavier_uniform_initialization
 
 from recbole_micro.model import graphs
 from recbole_micro.model.losses import (
@@ -49,13 +48,7 @@ class MICRO(MultimodalGraphRecommender):
             nn.Tanh(),
             nn.Linear(self.embedding_size, 1, bias=False),
         )
-        self._init_weights()
-
-    def _init_weights(self):
-        """Xavier-uniform for the ID embeddings and linear layers (the reference's init); raw
-        features stay as loaded."""
-        for module in [self.user_embedding, self.item_embedding, self.query, self.projections, self.backbone]:
-            module.apply(xavier_uniform_initialization)
+        self.init_parameters(config)  # init_scheme: reference = xavier ID embeddings, PyTorch's default Linear init
 
     def fuse(self, modality_embeddings):
         r"""Attention fusion (Eq. 9–10): β = softmax_m q(H_m); h = Σ_m β_m H_m."""

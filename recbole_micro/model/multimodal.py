@@ -17,12 +17,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.model.init import xavier_uniform_initialization
 from recbole.utils import InputType
 
+from recbole_micro.errors import ConfigError
 from recbole_micro.model import graphs
 from recbole_micro.model.backbones import Backbone, interaction_graph
 from recbole_micro.model.losses import bpr_loss, embedding_loss
 from recbole_micro.model.validation import check_micro_config
+
+
+INIT_SCHEMES = ("reference", "xavier")
 
 
 def _detached(adj):
@@ -52,9 +57,13 @@ class MultimodalGraphRecommender(GeneralRecommender):
         self.n_item_layers = config["n_item_layers"]
         self.modalities = list(dataset.modality_features)
 
-        features = {m: x.to(self.device) for m, x in dataset.modality_features.items()}
+        # from_pretrained keeps the tensor it is given as the weight: trainable features get their own copy,
+        # or training would overwrite the dataset's (and every later model built from it would start from
+        # trained features). Frozen ones are never written by training and stay shared (no second copy).
+        freeze = bool(config["freeze_features"])
+        features = {m: x.to(self.device, copy=not freeze) for m, x in dataset.modality_features.items()}
         self.features = nn.ModuleDict(
-            {m: nn.Embedding.from_pretrained(x, freeze=config["freeze_features"]) for m, x in features.items()}
+            {m: nn.Embedding.from_pretrained(x, freeze=freeze) for m, x in features.items()}
         )
         self.projections = nn.ModuleDict(
             {m: nn.Linear(x.shape[1], self.embedding_size) for m, x in features.items()}
@@ -126,6 +135,23 @@ class MultimodalGraphRecommender(GeneralRecommender):
             config["ngcf_dropout"],
         )
         self.other_parameter_name = ["restore_user_e", "restore_item_e"]
+
+    def init_parameters(self, config):
+        r"""``init_scheme``: ``reference`` (default) — xavier-uniform ID embeddings X_u, X_i; every
+        ``nn.Linear`` (projections W_m, b_m, MICRO's attention query, NGCF's weights) keeps PyTorch's
+        default init (kaiming-uniform weights, uniform ±1/√fan_in biases), as the MICRO and LATTICE
+        code does (it re-initialises only the ID embeddings). ``xavier`` — xavier-uniform weights and
+        zero biases for every linear layer too (RecBole's ``xavier_uniform_initialization``). The raw
+        features stay as loaded."""
+        scheme = config["init_scheme"] or "reference"
+        if scheme not in INIT_SCHEMES:
+            raise ConfigError(f"config key 'init_scheme' is {scheme!r}; use one of {list(INIT_SCHEMES)}")
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(self.item_embedding.weight)
+        if scheme == "xavier":
+            for module in self.modules():
+                if isinstance(module, nn.Linear):
+                    xavier_uniform_initialization(module)
 
     def cf_embeddings(self, item_content):
         r"""Final embeddings (Eq. 13): u = u_CF, ĩ = i_CF + h/‖h‖ with h = ``item_content`` (N×d)."""
