@@ -247,3 +247,47 @@ def test_ray_local_two_workers(tmp_path, synthetic):
     assert saved["best"]["trial"] == expected_best(saved["trials"])["trial"]
     # one checkpoint folder per trial: parallel trials of one model never overwrite each other
     assert len({os.path.dirname(t["checkpoint"]) for t in saved["trials"]}) == 2
+
+
+def test_resume_reuses_finished_trials_and_ends_like_an_uninterrupted_search(tmp_path, synthetic, monkeypatch):
+    name = synthetic("syn", **SMALL)
+    space = grid_file(tmp_path, "learning_rate choice [0.001, 0.01, 0.05]\n")
+    valid_of = lambda c: {0.001: 0.2, 0.01: 0.5, 0.05: 0.3}[c["learning_rate"]]  # noqa: E731
+    test_of = lambda c: {0.001: 0.6, 0.01: 0.1, 0.05: 0.4}[c["learning_rate"]]  # noqa: E731
+
+    def search_once(out, interrupt_after=None):
+        calls = []
+        objective = fake_objective(valid_of, test_of, calls)
+
+        def maybe_interrupted(config_dict, config_file_list=None, saved=True):
+            if interrupt_after is not None and len(calls) == interrupt_after:
+                raise KeyboardInterrupt
+            return objective(config_dict, config_file_list, saved)
+
+        monkeypatch.setattr(search, "objective_function", maybe_interrupted)
+        argv = ["--model", "BPR", "--dataset", name, "--params_file", space, "--output_file", str(out)]
+        argv += [f"--{k}={v}" for k, v in overrides(tmp_path).items()]
+        return calls, argv
+
+    full_calls, argv = search_once(tmp_path / "full")
+    tune_main(argv)
+    full = load_export(str(tmp_path / "full.json"))
+
+    first_calls, argv = search_once(tmp_path / "cut", interrupt_after=2)
+    with pytest.raises(SystemExit):
+        tune_main(argv)
+    assert len(load_export(str(tmp_path / "cut.json"))["trials"]) == 2
+    resumed_calls, argv = search_once(tmp_path / "cut")
+    tune_main(argv + ["--resume"])
+    resumed = load_export(str(tmp_path / "cut.json"))
+
+    assert len(resumed_calls) == 1  # only the trial the interrupted run did not finish was trained
+    assert [t["params"] for t in resumed["trials"]] == [t["params"] for t in full["trials"]]
+    assert [t["best_valid_score"] for t in resumed["trials"]] == [t["best_valid_score"] for t in full["trials"]]
+    assert [bool(t.get("reused")) for t in resumed["trials"]] == [True, True, False]
+    assert resumed["best"]["params"] == full["best"]["params"] == {"learning_rate": 0.01}
+
+    _, argv = search_once(tmp_path / "cut")
+    with pytest.raises(SystemExit) as stop:  # another search's export is refused, not mixed in
+        tune_main([a if not a.startswith("--seed=") else "--seed=7" for a in argv] + ["--seed=7", "--resume"])
+    assert stop.value.code == 2

@@ -49,6 +49,8 @@ def build_tune_parser(prog="run_hyper.py"):
     parser.add_argument("--output_file", default=None,
                         help="export stem: writes <stem>.json and <stem>.txt (default hyper_results/<model>-<dataset>)")
     parser.add_argument("--config_files", default=None, help="yaml config files, comma- or space-separated")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the finished trials of an interrupted run of the same search (its export)")
     parser.add_argument("--early_stop", type=int, default=0,
                         help="stop after N trials without improvement (hyperopt; default 0 = never)")
     parser.add_argument("--search_seed", type=int, default=2020,
@@ -76,7 +78,7 @@ def run_tune(args, overrides, prog="run_hyper.py", argv=None):
     try:
         doc = tune_model(args.model, args.dataset, args.params_file, args.algo, args.max_evals, args.output_file,
                          args.config_files, overrides, args.tool, args.early_stop, args.search_seed, ray_options,
-                         command_line(prog, argv))
+                         command_line(prog, argv), resume=args.resume)
     except KeyboardInterrupt:
         print(f"\n[tune] interrupted: the finished trials are kept in {json_path} and {text_path}", file=sys.stderr)
         sys.exit(130)

@@ -14,7 +14,7 @@ import time
 
 from recbole_micro.errors import ConfigError, RecboleMicroError
 from recbole_micro.quick_start import objective_function
-from recbole_micro.tools.export import TuningExport, trial_entry
+from recbole_micro.tools.export import TuningExport, output_paths, trial_entry
 from recbole_micro.tools.files import config_file_list, now, one_line, params_text, plain
 from recbole_micro.tools.space import check_space, find_params_file, ray_space, read_hyper_file, space_size
 from recbole_micro.tools.values import known_keys, parse_overrides, resolve_config, typed_params
@@ -55,7 +55,33 @@ def _run_trial(base, params, config_files, known):
     return trial_entry(params, result, seconds=time.time() - start)
 
 
-def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed):
+def previous_trials(json_path, header):
+    r"""The finished trials of an earlier run of the same search (``--resume``), or ``[]`` without one.
+
+    The earlier export must be of the same model, dataset, space, fixed config and training seed: its
+    trials are then results of this search, reused instead of trained again (failed ones are retried).
+    """
+    from recbole_micro.tools.export import load_export
+
+    if not os.path.isfile(json_path):
+        return []
+    doc = load_export(json_path)
+    differ = [key for key in ("model", "dataset", "space", "fixed_config", "seed") if doc.get(key) != header.get(key)]
+    if differ:
+        raise ConfigError(f"--resume: {json_path} is the export of another search ({', '.join(differ)} differ); "
+                          f"pass another --output_file or drop --resume to start this search afresh")
+    return [t for t in doc["trials"] if t.get("status") == "ok"]
+
+
+def _reused(previous, params):
+    """The earlier trial with exactly ``params`` (removed from ``previous``), or None."""
+    for index, trial in enumerate(previous):
+        if trial["params"] == plain(params):
+            return {k: v for k, v in previous.pop(index).items() if k != "trial"}
+    return None
+
+
+def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed, previous=()):
     import numpy as np
     from hyperopt import STATUS_FAIL, STATUS_OK, Trials, fmin
     from hyperopt.exceptions import AllTrialsFailed
@@ -63,12 +89,16 @@ def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, e
 
     bigger = export.doc["valid_metric_bigger"]
     metric = export.doc["valid_metric"]
+    reusable = list(previous)
 
     class RecordingHyperTuning(HyperTuning):
         """RecBole's HyperTuning whose trials are recorded in the export as they finish."""
 
         def trial(self, params):
-            entry = export.add(_run_trial(base, params, self.fixed_config_file_list, known))
+            earlier = _reused(reusable, typed_params(plain(params), known, "trial parameters"))
+            if earlier is not None:
+                earlier["reused"] = True  # finished by an earlier, interrupted run of this search
+            entry = export.add(earlier or _run_trial(base, params, self.fixed_config_file_list, known))
             _announce(entry, self.max_evals, metric)
             if entry["status"] != "ok":
                 return {"status": STATUS_FAIL, "loss": 1e30}
@@ -188,8 +218,12 @@ def _ray_search(export, spec, base, config_files, known, algo, max_evals, ray_op
 
 def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=None, output_file=None,
                config_files=None, overrides=None, tool="hyperopt", early_stop=0, seed=2020,
-               ray_options=None, command=None):
+               ray_options=None, command=None, resume=False):
     r"""Search ``params_file`` for ``model`` on ``dataset``; returns the export document.
+
+    ``resume`` (hyperopt): the finished trials of an interrupted run of the same search, found in its
+    export, are reused instead of trained again; with a seeded search the proposals are the same, so
+    the resumed search ends with the export of an uninterrupted one.
 
     ``overrides`` (``--key=value`` strings or a dict) apply to every trial; the searched parameters take
     precedence over them. The export is rewritten after each trial; on KeyboardInterrupt it is written
@@ -217,13 +251,17 @@ def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=No
     if shadowed:
         print(f"[tune] note: searched parameters override the fixed values of {', '.join(shadowed)}",
               file=sys.stderr)
-    export = TuningExport(output_file or default_output(model, dataset), {
+    header = {
         "model": model, "dataset": dataset, "tool": tool, "algo": algo, "params_file": params_path,
-        "space": spec, "valid_metric": config["valid_metric"].lower(),
+        "space": plain(spec), "valid_metric": config["valid_metric"].lower(),
         "valid_metric_bigger": bool(config["valid_metric_bigger"]), "fixed_config": plain(fixed),
         "config_files": config_files, "seed": config["seed"], "epochs": config["epochs"],
         "command": command or "", "started": now(),
-    })
+    }
+    if resume and tool == "ray":
+        raise ConfigError("--resume works with --tool hyperopt only (Ray Tune keeps its own experiment state)")
+    previous = previous_trials(output_paths(output_file or default_output(model, dataset))[0], header) if resume else []
+    export = TuningExport(output_file or default_output(model, dataset), header)
     export.write()
     print(f"[tune] {model} on {dataset}: {tool} {algo} search over {params_path}; selecting on valid "
           f"{export.doc['valid_metric']}; export {export.json_path}", flush=True)
@@ -234,7 +272,7 @@ def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=No
             options.setdefault("checkpoint_dir", os.path.abspath(config["checkpoint_dir"]))
             _ray_search(export, spec, base, config_files, known, algo, max_evals, options)
         else:
-            _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed)
+            _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed, previous)
     except KeyboardInterrupt:
         export.finish("interrupted")
         raise
