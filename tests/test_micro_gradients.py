@@ -9,6 +9,7 @@ import torch
 
 from conftest import run_config, train_on_synthetic
 from dense_reference import dense_micro
+from recbole_micro.model import graphs
 from recbole_micro.model.micro import MICRO
 from recbole_micro.quick_start import build
 
@@ -79,3 +80,56 @@ def test_loss_and_every_gradient_equal_dense_autograd(built, cf_model, n_modalit
             reached = not any(name.startswith(p) for p in NOT_REACHED.get(term, ()))
             assert (scale > 0) == reached, f"{term} / {name}: gradient {'missing' if reached else 'unexpected'}"
     assert losses["cl"].item() > 0 and losses["bpr"].item() > 0
+
+
+# ------------------------------------------------------------------------------ the two hand-written gradients
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 16])
+def test_edge_sparse_product_gradient_is_not_transposed(chunk):
+    r"""``graphs.sparse_mm`` (Y = A X with its own backward): ∂L/∂A_ij = ⟨∂L/∂Y_i, X_j⟩ on every stored
+    edge (not ⟨∂L/∂Y_j, X_i⟩) and ∂L/∂X = Aᵀ ∂L/∂Y, on a DIRECTED graph (A ≠ Aᵀ), as dense autograd."""
+    g = torch.Generator().manual_seed(2)
+    n, d = 9, 4
+    rows = torch.tensor([0, 0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 8])
+    cols = torch.tensor([1, 4, 2, 0, 3, 8, 6, 5, 2, 1, 0, 7])
+    values = torch.rand(rows.numel(), generator=g, dtype=torch.float64) + 0.1
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    upstream = torch.randn(n, d, generator=g, dtype=torch.float64)
+    assert not torch.equal(torch.zeros(n, n).index_put((rows, cols), torch.ones(12)),
+                           torch.zeros(n, n).index_put((cols, rows), torch.ones(12)))  # directed
+
+    v1, x1 = values.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    adj = torch.sparse_coo_tensor(torch.stack([rows, cols]), v1, (n, n)).coalesce()
+    y = graphs.sparse_mm(adj, x1, chunk_size=chunk)
+    grad_values, grad_x = torch.autograd.grad((y * upstream).sum(), [v1, x1])
+
+    v2, x2 = values.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    dense = torch.zeros(n, n, dtype=torch.float64).index_put((rows, cols), v2)
+    ref_values, ref_x = torch.autograd.grad(((dense @ x2) * upstream).sum(), [v2, x2])
+    torch.testing.assert_close(y.detach(), (dense @ x2).detach(), atol=1e-12, rtol=0)
+    torch.testing.assert_close(grad_values, ref_values, atol=1e-12, rtol=0)
+    torch.testing.assert_close(grad_values, (upstream[rows] * x[cols]).sum(1), atol=1e-12, rtol=0)
+    torch.testing.assert_close(grad_x, ref_x, atol=1e-12, rtol=0)
+
+
+def test_learned_cosine_gradient_reaches_the_neighbour_side():
+    r"""``graphs.cosine_values`` S_{i,j} = cos(x_i, x_j) for j ∈ kNN(i): the gradient reaches x_j through
+    the neighbour side, not only x_i through the anchor side. With an upstream gradient on row 0's edges
+    only, every other row's gradient comes from being row 0's neighbour, and equals dense autograd."""
+    g = torch.Generator().manual_seed(6)
+    n, d, k = 12, 5, 4
+    x0 = torch.randn(n, d, generator=g, dtype=torch.float64)
+    index = graphs.cosine_topk(x0, k, chunk_size=5)
+    upstream = torch.zeros(n, k, dtype=torch.float64)
+    upstream[0] = torch.rand(k, generator=g, dtype=torch.float64) + 0.5
+
+    x1 = x0.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad((graphs.cosine_values(x1, index, chunk_size=5) * upstream).sum(), x1)
+    x2 = x0.clone().requires_grad_(True)
+    xn = x2 / x2.norm(dim=1, keepdim=True)
+    (ref,) = torch.autograd.grad(((xn @ xn.t()).gather(1, index) * upstream).sum(), x2)
+    torch.testing.assert_close(grad, ref, atol=1e-12, rtol=0)
+    neighbours = set(index[0].tolist()) - {0}
+    assert len(neighbours) == k - 1  # row 0's own cosine is 1: it is its own first neighbour
+    for row in range(1, n):
+        reached = grad[row].abs().max().item() > 1e-6
+        assert reached == (row in neighbours), row
