@@ -61,8 +61,10 @@ def test_top_k_excludes_training_items_and_matches_the_model(trained):
 def test_exclude_train_and_valid(trained):
     root, checkpoint = trained
     seen = history(root, "train", "valid")
-    for entry in recommend(checkpoint, ["1", "2"], topk=5, exclude="train+valid"):
-        assert not set(entry["items"]) & seen[entry["user"]]
+    results = recommend(checkpoint, ["1", "2"], topk=5, exclude="train+valid")
+    assert [entry["user"] for entry in results] == ["1", "2"]
+    for entry in results:
+        assert len(entry["items"]) == 5 and not set(entry["items"]) & seen[entry["user"]]
 
 
 def test_topk_beyond_the_catalogue_returns_every_unseen_item(trained):

@@ -6,6 +6,10 @@ dimension. Each user likes one cluster: a fraction ``affinity`` of her interacti
 the rest uniformly. Items whose features are close are thus liked by the same users, which is what a
 content-aware recommender can exploit and an ID-only one must learn from sparse co-occurrence.
 
+``noise_modalities`` names modalities whose features are pure Gaussian noise of the same scale, unrelated
+to the clusters: a modality a multimodal model should learn to ignore (MICRO's attention fusion) while
+the others carry the signal.
+
 Used by the tests (end-to-end, cold start, tuning, comparison) and by the scale benchmarks.
 """
 
@@ -31,29 +35,37 @@ def synthetic_interactions(n_users, n_items, n_clusters, per_user, affinity, rng
     return user_items, item_cluster
 
 
-def synthetic_features(item_cluster, dims, noise, rng):
-    """``{modality: float32 (n_items, d)}``: cluster centroid + noise per modality."""
+def synthetic_features(item_cluster, dims, noise, rng, noise_modalities=()):
+    """``{modality: float32 (n_items, d)}``: cluster centroid + noise per modality; the ``noise_modalities``
+    get noise only (scaled to the same expected norm: standard deviation √(1 + noise²))."""
     n_clusters = int(item_cluster.max()) + 1
+    unknown = set(noise_modalities) - set(dims)
+    if unknown:
+        raise ValueError(f"noise_modalities {sorted(unknown)} are not in dims {list(dims)}")
     features = {}
     for modality, dim in dims.items():
-        centroids = rng.normal(size=(n_clusters, dim))
-        x = centroids[item_cluster] + noise * rng.normal(size=(len(item_cluster), dim))
+        if modality in noise_modalities:
+            x = np.sqrt(1.0 + noise ** 2) * rng.normal(size=(len(item_cluster), dim))
+        else:
+            centroids = rng.normal(size=(n_clusters, dim))
+            x = centroids[item_cluster] + noise * rng.normal(size=(len(item_cluster), dim))
         features[modality] = x.astype(np.float32)
     return features
 
 
 def make_synthetic_dataset(out, name="synthetic", n_users=300, n_items=400, n_clusters=20,
                            per_user=(8, 14), affinity=0.9, dims=None, noise=0.5, seed=0,
-                           cold_items=0, overwrite=True, extra_yaml=()):
+                           cold_items=0, overwrite=True, extra_yaml=(), noise_modalities=()):
     r"""Write a generated dataset in the converter's atom format and return its folder.
 
     ``cold_items`` > 0 removes that many random items from training entirely (their interactions go
     to valid/test), for cold-start checks. ``extra_yaml`` lines are appended to ``<name>.yaml``.
+    ``noise_modalities``: modalities of ``dims`` that carry no signal (see the module docstring).
     """
     dims = dims or {"image": 32, "text": 16}
     rng = np.random.default_rng(seed)
     user_items, item_cluster = synthetic_interactions(n_users, n_items, n_clusters, per_user, affinity, rng)
-    features = synthetic_features(item_cluster, dims, noise, rng)
+    features = synthetic_features(item_cluster, dims, noise, rng, noise_modalities)
     splits = lattice_split(user_items, seed=seed)
     if cold_items:
         cold = set(map(str, rng.choice(n_items, cold_items, replace=False).tolist()))
