@@ -551,6 +551,11 @@ def apply():
     return applied()
 
 
+def fixed_by(function):
+    """Name of the fix that replaced ``function`` (a RecBole function), or None for RecBole's own."""
+    return getattr(function, _MARK, None)
+
+
 def applied():
     """``[(fix, "module.Class.function"), ...]`` replaced so far in this process."""
     return list(_APPLIED)

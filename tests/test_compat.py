@@ -62,16 +62,17 @@ def test_fixes_follow_the_installed_versions():
     assert NEW["hyperopt>=0.2.7"] == (versions("hyperopt") >= (0, 2, 7))
     replaced = {
         "numpy>=2": [configurator.Config.compatibility_settings],
-        "pandas>=3": [dataset.Dataset._load_feat, dataset.Dataset._fill_nan, dataset.Dataset._dataframe_to_interaction],
+        "pandas>=3": [dataset.Dataset._load_feat, dataset.Dataset._fill_nan, dataset.Dataset._dataframe_to_interaction,
+                      dataset.Dataset._remap, dataset.Dataset._normalize],
         "scipy>=1.13": [lightgcn.LightGCN.get_norm_adj_mat],
         "hyperopt>=0.2.7": [hyper_tuning.exhaustive_search],
     }
     for fix, functions in replaced.items():
         for function in functions:
             if NEW[fix]:
-                assert getattr(function, compat._MARK) == fix and original(function) is not function
+                assert compat.fixed_by(function) == fix and original(function) is not function
             else:
-                assert not hasattr(function, compat._MARK) and function.__module__.startswith("recbole.")
+                assert compat.fixed_by(function) is None and function.__module__.startswith("recbole.")
     assert {fix for fix, _ in compat.applied()} == set(FIXES)
 
 
