@@ -85,7 +85,10 @@ def load_checkpoint(path, map_location=None):
                 f"checkpoint {path} holds '{name}', which is not on the allow-list of recbole_micro/checkpoint.py; "
                 f"refusing to unpickle it (if you wrote and trust this file, load it with torch.load(weights_only=False))"
             )
-        allowed.append(obj)
+        # under the name the file uses: numpy 1 writes numpy.core.*, numpy 2 numpy._core.*, and on the other
+        # numpy that name resolves (through numpy's alias module) to an object whose own path differs
+        own = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+        allowed.append(obj if own == name else (obj, name))
     try:
         with torch.serialization.safe_globals(allowed):
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)

@@ -20,7 +20,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from conftest import REPO, run_config
+from conftest import REPO, run_config, train_on_synthetic
 from recbole_micro import compat
 
 FIXES = compat.needed()
@@ -352,19 +352,53 @@ print(json.dumps({"before": before, "after": np.float is np.float64 and np.int i
 """
 
 
-def test_checkpoint_reloads_and_evaluates_in_a_fresh_process(tmp_path, synthetic):
-    """A process that only loads a checkpoint (no Config built) gets RecBole's aliases and reproduces the
-    training run's test metrics."""
+@pytest.fixture(scope="module")
+def bpr_run(tmp_path_factory):
+    """A 2-epoch BPR run on a small generated dataset: ``(root, result)``."""
     from recbole_micro.quick_start import run_recbole_micro
 
-    name = synthetic("syn", n_users=40, n_items=50, n_clusters=5, per_user=(6, 10))
-    result = run_recbole_micro(model="BPR", dataset=name, config_dict=run_config(tmp_path, epochs=2, eval_step=1))
+    def train(root):
+        return run_recbole_micro(model="BPR", dataset="syn", config_dict=run_config(root, epochs=2, eval_step=1))
+
+    return train_on_synthetic(tmp_path_factory, "compat-bpr", dict(n_users=40, n_items=50, n_clusters=5,
+                                                                  per_user=(6, 10)), train)
+
+
+def test_checkpoint_reloads_and_evaluates_in_a_fresh_process(bpr_run, tmp_path):
+    """A process that only loads a checkpoint (no Config built) gets RecBole's aliases and reproduces the
+    training run's test metrics."""
+    _, result = bpr_run
     done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, result["checkpoint"]], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300, env=child_env())
     assert done.returncode == 0, done.stderr[-3000:]
     fresh = json.loads(done.stdout.strip().splitlines()[-1])
     assert fresh["before"] is False and fresh["after"] is True
     assert fresh["test"] == {k: float(v) for k, v in result["test_result"].items()}
+
+
+def test_checkpoint_written_under_the_other_numpy_major_loads(bpr_run, tmp_path):
+    """numpy 1 pickles its scalars as ``numpy.core.multiarray.scalar``, numpy 2 as ``numpy._core...``:
+    a checkpoint from either loads on both (the file rewritten to the other name) with the same metrics."""
+    import zipfile
+
+    from recbole_micro.quick_start import load_data_and_model
+    from recbole_micro.utils import get_trainer
+
+    _, result = bpr_run
+    names = {True: b"numpy._core.multiarray\n", False: b"numpy.core.multiarray\n"}
+    ours, other = names[NEW["numpy>=2"]], names[not NEW["numpy>=2"]]
+    copy = tmp_path / "other-numpy.pth"
+    with zipfile.ZipFile(result["checkpoint"]) as source, zipfile.ZipFile(copy, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename.endswith("/data.pkl"):
+                assert ours in data
+                data = data.replace(ours, other)
+            target.writestr(item, data)
+    assert other.decode().strip() + ".scalar" in torch.serialization.get_unsafe_globals_in_checkpoint(str(copy))
+    config, model, _, _, _, test = load_data_and_model(str(copy))
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    assert trainer.evaluate(test, load_best_model=False) == result["test_result"]
 
 
 # ----------------------------------------------------------------------------------- hyperopt 0.2.7
