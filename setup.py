@@ -2,22 +2,24 @@
 
 from setuptools import find_packages, setup
 
-# Versions measured to work together with RecBole 1.2.1 on Python 3.11 (see README, "Install"):
-# * numpy < 2: RecBole uses removed aliases, and checkpoints pickle numpy 1.x scalars.
-# * pandas < 3: pandas 3's copy-on-write turns RecBole's ``fillna(inplace=True)`` into a no-op.
-# * scipy < 1.13: LightGCN's graph code calls ``dok_matrix._update``, removed in 1.13.
-# * hyperopt 0.2.5: 0.2.7 changed the exhaustive-search API RecBole's HyperTuning uses; 0.2.6 is untested.
-# * setuptools < 81: ray and hyperopt import ``pkg_resources``.
-# * torch >= 2.6 (weights_only loading): handled by recbole_micro/checkpoint.py. Install torch first
+# Versions tested with RecBole 1.2.1 on Python 3.11 (see README, "Install"): both ends of each range,
+# the pinned set (numpy 1.26, pandas 2.3, scipy 1.12, hyperopt 0.2.5, setuptools 80) and the newest
+# releases (numpy 2.4, pandas 3.1, scipy 1.17, hyperopt 0.3, setuptools 84). RecBole breaks on the
+# newer ones; recbole_micro/compat.py fixes each break where RecBole makes the call, only on the
+# versions that need it. Upper bounds are the next major releases, which nobody has tested yet.
+# * setuptools: no requirement; when a setuptools >= 81 lacks pkg_resources (which ray <= 2.6.3 imports),
+#   compat puts a stand-in on the path (it needs ``packaging``).
+# * torch >= 2.6 (weights_only loading, handled by recbole_micro/checkpoint.py), no upper bound so that an
+#   environment with its own (CUDA) torch keeps it. In a fresh venv install torch first
 #   and pinned (``pip install torch==2.13.0``): an open range would pull a multi-GB CUDA build.
 INSTALL_REQUIRES = [
-    "torch>=2.6,<2.14",
+    "torch>=2.6",
     "recbole==1.2.1",
-    "numpy>=1.24,<2",
-    "pandas>=2.0,<3",
-    "scipy>=1.10,<1.13",
-    "hyperopt==0.2.5",
-    "setuptools<81",
+    "numpy>=1.24,<3",
+    "pandas>=2.0,<4",
+    "scipy>=1.10,<2",
+    "hyperopt>=0.2.5,<0.4",
+    "packaging>=20",
     "matplotlib>=3.7",
 ]
 
@@ -30,7 +32,8 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["recbole_micro", "recbole_micro.*"]) + ["recbole_micro.properties"],
     package_dir={"recbole_micro.properties": "properties"},
-    package_data={"recbole_micro.properties": ["*.yaml", "model/*.yaml", "dataset/*.yaml", "hyper/*.hyper"]},
+    package_data={"recbole_micro.properties": ["*.yaml", "model/*.yaml", "dataset/*.yaml", "hyper/*.hyper"],
+                  "recbole_micro": ["_standin/pkg_resources/*.py"]},  # a path entry, not a subpackage
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest>=7"]},
     entry_points={"console_scripts": ["recbole-micro=recbole_micro.cli:main"]},

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 
+from recbole_micro.compat import hyperopt_rstate
 from recbole_micro.errors import ConfigError, RecboleMicroError
 from recbole_micro.quick_start import objective_function
 from recbole_micro.tools.export import TuningExport, output_paths, trial_entry
@@ -82,7 +83,6 @@ def _reused(previous, params):
 
 
 def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed, previous=()):
-    import numpy as np
     from hyperopt import STATUS_FAIL, STATUS_OK, Trials, fmin
     from hyperopt.exceptions import AllTrialsFailed
     from recbole.trainer import HyperTuning
@@ -116,19 +116,12 @@ def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, e
     # RecBole's HyperTuning.run, without its progress bar, and with the no-progress stop only when asked
     # for (it would cut an exhaustive grid short). hyperopt 0.2.5 looks the best trial up even with
     # return_argmin=False: with every trial failed that raises AllTrialsFailed, reported by tune_model.
-    new_hyperopt = _hyperopt_version() >= (0, 2, 7)
     try:
         fmin(tuner.trial, tuner.space, algo=tuner.algo, max_evals=int(tuner.max_evals), trials=Trials(),
              early_stop_fn=tuner.early_stop_fn if early_stop else None, show_progressbar=False,
-             return_argmin=False, rstate=np.random.default_rng(seed) if new_hyperopt else np.random.RandomState(seed))
+             return_argmin=False, rstate=hyperopt_rstate(seed))
     except AllTrialsFailed:
         pass
-
-
-def _hyperopt_version():
-    import hyperopt
-
-    return tuple(int(p) for p in hyperopt.__version__.split(".")[:3] if p.isdigit())
 
 
 def _ray_trainable(config, base=None, config_files=None, known=None, cwd=None, checkpoint_root=None):
