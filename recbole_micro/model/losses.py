@@ -66,6 +66,9 @@ def sample_negatives(n, samples, device=None, generator=None):
 # products (K = 64 inner dimension), larger ones leave the caches. On a GPU the block is chunk_size rows.
 BLOCK_ELEMENTS = 1 << 22
 MIN_BLOCK_ROWS = 64  # fewer anchor rows make the key-gradient product memory-bound
+# CPU: deal the blocks to one single-threaded worker per intra-op thread (``run_blocks``); False runs them in
+# order with torch's own intra-op threads (kept for the benchmarks' comparison).
+SPLIT_THREADS = True
 
 
 def block_rows(chunk_size, n_keys):
@@ -130,15 +133,19 @@ def run_blocks(blocks, body, device, threads=None):
     return threads
 
 
+_OUT_DTYPE = {"cuda": True}  # does torch.mm(..., out_dtype=) work on this device type (found on first use)
+
+
 def _mm(a, b, dtype):
-    r"""a·b with the result in ``dtype`` (float32 accumulation on CUDA via ``out_dtype`` where it exists)."""
+    r"""a·b with the result in ``dtype``: float32 accumulation AND output on CUDA (``out_dtype``, where this torch
+    has it), else the product in the inputs' type, then converted."""
     if a.dtype == dtype:
         return a @ b
-    if a.is_cuda:
+    if _OUT_DTYPE.get(a.device.type, False):
         try:
             return torch.mm(a, b, out_dtype=dtype)
         except (RuntimeError, TypeError, NotImplementedError):
-            pass
+            _OUT_DTYPE[a.device.type] = False
     return (a @ b).to(dtype)
 
 
@@ -197,7 +204,7 @@ class InfoNCE(torch.autograd.Function):
         pos_exp = positive.exp()
         cpu = device.type == "cpu"
         step = block_rows(chunk_size, 2 * m) if cpu else max(1, chunk_size)
-        threads = min(torch.get_num_threads(), -(-n // step)) if cpu else 1
+        threads = min(torch.get_num_threads(), -(-n // step)) if cpu and SPLIT_THREADS else 1
         blocks = row_blocks(n, step, threads)
         threads = min(threads, len(blocks))
         rows_max = max(end - start for start, end in blocks)
