@@ -1,15 +1,27 @@
-"""Shared helpers of the benchmarks: machine description, sgemm rate, peak RSS, timed training steps,
-RESULTS.md sections."""
+"""Shared helpers of the benchmarks: machine description, sgemm and exp rates, peak RSS, timed training steps,
+the code of an earlier revision ("before" columns, measured in the same run), child processes, RESULTS.md
+sections."""
 
+import importlib.util
+import json
 import os
 import platform
 import re
 import resource
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 
 import torch
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "RESULTS.md")
+# The code before issue 13 (speed): the "before" column of every table, re-measured in the same run.
+BASELINE = "e7b24d8"
 HEADER = "# Benchmark results\n\nWritten by the scripts in `benchmarks/` (each rewrites its own section).\n"
 
 
@@ -36,6 +48,103 @@ def sgemm_gflops(size=2048, repeats=5):
         a @ b
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
+
+
+def sgemm_rate(size=2048):
+    """FLOP/s of one float32 ``size``³ product (call it repeatedly, interleaved with what it is compared to)."""
+    a, b = _operands(size)
+    start = time.perf_counter()
+    a @ b
+    return 2 * size**3 / (time.perf_counter() - start)
+
+
+_OPERANDS = {}
+
+
+def _operands(size):
+    if size not in _OPERANDS:
+        _OPERANDS[size] = (torch.randn(size, size), torch.randn(size, size))
+        _OPERANDS[size][0] @ _OPERANDS[size][1]
+    return _OPERANDS[size]
+
+
+def exp_rate(elements=1 << 17, repeats=8):
+    """exp evaluations per second, every intra-op thread at once, each on its own L2-resident buffer
+    (``elements`` floats in and out, 1 MiB per thread): the compute rate of ``exp``, as the contrastive blocks
+    use it (one single-threaded worker per thread, ``losses.run_blocks``)."""
+    from recbole_micro.model.losses import run_blocks
+
+    threads = torch.get_num_threads()
+    buffers = [(torch.rand(elements) * 8 - 4, torch.empty(elements)) for _ in range(threads)]
+
+    def body(index, slot):
+        src, dst = buffers[index]
+        for _ in range(repeats):
+            torch.exp(src, out=dst)
+
+    run_blocks(list(range(threads)), body, torch.device("cpu"))  # warm-up
+    start = time.perf_counter()
+    run_blocks(list(range(threads)), body, torch.device("cpu"))
+    return threads * elements * repeats / (time.perf_counter() - start)
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def module_at(rev, path, name):
+    """The module file ``path`` as it was at git revision ``rev`` (imported under ``name``)."""
+    source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=REPO, check=True, capture_output=True, text=True).stdout
+    folder = tempfile.mkdtemp(prefix="micro-before-")
+    file = os.path.join(folder, f"{name}.py")
+    with open(file, "w", encoding="utf-8") as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tree_at(rev):
+    """A copy of the repository at git revision ``rev`` (``git archive``) in a temporary folder; its package
+    finds its own ``properties/``."""
+    folder = tempfile.mkdtemp(prefix=f"micro-{rev}-")
+    archive = os.path.join(folder, "tree.tar")
+    subprocess.run(["git", "archive", "-o", archive, rev], cwd=REPO, check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder, filter="data")
+    os.remove(archive)
+    link = os.path.join(folder, "recbole_micro", "properties")
+    if not os.path.exists(link):
+        os.symlink(os.path.join(folder, "properties"), link)
+    return folder
+
+
+def run_child(script, tree, spec, threads=2, timeout=3600):
+    """Run ``script --child SPEC`` with the package of ``tree`` first on the path and ``threads`` torch threads;
+    returns the JSON object the child prints last."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               RECBOLE_MICRO_TREE=tree, PYTHONWARNINGS="ignore")
+    out = subprocess.run([sys.executable, script, "--child", json.dumps(spec)], env=env, capture_output=True,
+                         text=True, timeout=timeout, cwd=tree)
+    if out.returncode != 0:
+        raise RuntimeError(f"child {spec} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child_setup():
+    """In a child: put its tree's package first on the path (see ``run_child``); returns the tree."""
+    tree = os.environ["RECBOLE_MICRO_TREE"]
+    sys.path.insert(0, tree)
+    import recbole_micro
+
+    assert os.path.realpath(recbole_micro.__file__).startswith(os.path.realpath(tree)), recbole_micro.__file__
+    sys.argv = sys.argv[:1]  # RecBole's Config parses the command line
+    return tree
+
+
+def load_average():
+    return os.getloadavg()[0]
 
 
 def peak_rss_mb():

@@ -110,6 +110,27 @@ def test_sampled_loss_matches_its_formula():
     assert drawn.shape == (64,) and drawn.unique().numel() == 64 and 0 <= drawn.min() and drawn.max() < 1000
 
 
+@pytest.mark.parametrize("chunk", [5, 4096])
+def test_population_reweighting_matches_its_formula(chunk):
+    r"""z1, z2 a sample of M rows from P: ℓ_i = log(e^{p_i} + r Σ_{j≠i} (e^{s¹_ij} + e^{s²_ij})) − p_i, r = (P−1)/(M−1)
+    (MICRO's ``sampled`` mode), also across blocks."""
+    m, population, tau = 25, 400, 0.5
+    base1, base2 = _pair(m, 8, seed=11)
+    loss, g1, g2 = _loss_and_grads(contrastive_loss, base1, base2, tau, chunk, None, population)
+
+    def direct(z1, z2):
+        z1, z2 = torch.nn.functional.normalize(z1, dim=1), torch.nn.functional.normalize(z2, dim=1)
+        positive = (z1 * z2).sum(1) / tau
+        other = ~torch.eye(m, dtype=torch.bool)
+        terms = (torch.exp(z1 @ z1.t() / tau) + torch.exp(z1 @ z2.t() / tau)) * other
+        return (torch.log(positive.exp() + (population - 1) / (m - 1) * terms.sum(1)) - positive).mean()
+
+    ref, r1, r2 = _loss_and_grads(direct, base1, base2)
+    torch.testing.assert_close(loss, ref, rtol=1e-6, atol=0)
+    torch.testing.assert_close(g1, r1, rtol=0, atol=1e-6)
+    torch.testing.assert_close(g2, r2, rtol=0, atol=1e-6)
+
+
 # ------------------------------------------------------------------------------ MICRO with the switches
 def _micro(synthetic, tmp_path, **overrides):
     from recbole_micro.quick_start import build

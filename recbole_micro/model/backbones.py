@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_micro.errors import ConfigError
+from recbole_micro.model.graphs import sparse_mm
 
 CF_MODELS = ("lightgcn", "ngcf", "mf")
 UI_NORMS = ("rw", "sym")
@@ -68,7 +69,7 @@ class Backbone(nn.Module):
         ego = torch.cat([user_emb, item_emb], dim=0)
         layers = [ego]
         for layer in range(self.n_layers):
-            side = torch.sparse.mm(self.adj, ego)
+            side = sparse_mm(self.adj, ego)  # CSR products, transpose cached once per graph
             if self.cf_model == "lightgcn":
                 ego = side
                 layers.append(ego)

@@ -2,15 +2,22 @@
 
 The contrastive fusion loss is the expensive term: it compares every item with every other one.
 ``contrastive_loss`` computes it exactly with a custom autograd function (``InfoNCE``) that never holds
-more than ``chunk_size × 2M`` similarities (M = number of negatives: all N items by default) and keeps
-only O(N·d) tensors between forward and backward; ``contrastive_loss_autograd`` is the plain-autograd
-form (≈ 4.5·N² floats held for backward), kept as the reference the fast one is tested against.
+more than (threads ×) ``block × 2M`` similarities (M = number of negatives: all N items by default) and
+keeps only O(N·d) tensors between forward and backward; ``contrastive_loss_autograd`` is the
+plain-autograd form (≈ 4.5·N² floats held for backward), kept as the reference the fast one is tested
+against. Neither forward nor backward reads a value back to the host (no ``.item()``, ``.tolist()``,
+``nonzero``): on a GPU the whole loss is queued without a synchronisation.
 """
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import torch
 import torch.nn.functional as F
 
 CONTRASTIVE_MODES = ("full", "sampled")
+CONTRASTIVE_PRECISIONS = ("fp32", "bf16")
 
 
 def bpr_loss(user, pos, neg):
@@ -24,25 +31,27 @@ def embedding_loss(reg_weight, *embeddings):
     return reg_weight * 0.5 * sum(e.pow(2).sum() for e in embeddings) / batch_size
 
 
-def contrastive_loss(z1, z2, temperature=0.5, chunk_size=4096, negatives=None, population=None):
+def contrastive_loss(z1, z2, temperature=0.5, chunk_size=4096, negatives=None, population=None, precision="fp32"):
     r"""GRACE-style InfoNCE of MICRO (Eq. 11–12): one direction, cosine similarity c, temperature τ.
 
     ℓ_i = −log( e^{c(z1_i, z2_i)/τ} / (Σ_{j≠i} e^{c(z1_i, z1_j)/τ} + Σ_j e^{c(z1_i, z2_j)/τ}) ),
-    averaged over all N rows — exactly (the reference loss), ``chunk_size`` anchor rows at a time.
+    averaged over all N rows — exactly (the reference loss), at most ``chunk_size`` anchor rows at a time.
 
     ``negatives`` (LongTensor of distinct row ids, see ``sample_negatives``) restricts the two sums to those
     rows, re-weighted by (N − 1)/|S∖{i}| so that they estimate the full sums; the positive always
-    stays in the denominator. With every row as negative (``torch.arange(N)``) this IS the full loss.
+    stays in the denominator. ``None`` (the default) uses every row, which is the full loss.
     ``population`` (default N): when z1, z2 are themselves a uniform sample of M rows out of a larger
     population, the sums over the M − 1 other rows are re-weighted by (population − 1)/(M − 1), the
     estimate of the population's sums (the bounded ``sampled`` mode of MICRO).
+    ``precision``: ``fp32`` (default) or ``bf16`` — the similarity blocks and their three matrix products in
+    bfloat16, every sum (denominators, gradient accumulation over blocks) in float32.
     The normalisation is done here, by autograd; ``InfoNCE`` differentiates the rest analytically.
     """
+    if precision not in CONTRASTIVE_PRECISIONS:
+        raise ValueError(f"precision must be one of {CONTRASTIVE_PRECISIONS}, got {precision!r}")
     z1 = F.normalize(z1, p=2, dim=1)
     z2 = F.normalize(z2, p=2, dim=1)
-    if negatives is None:
-        negatives = torch.arange(z1.shape[0], device=z1.device)
-    return InfoNCE.apply(z1, z2, negatives, float(temperature), int(chunk_size), population or z1.shape[0])
+    return InfoNCE.apply(z1, z2, negatives, float(temperature), int(chunk_size), population or z1.shape[0], precision)
 
 
 def sample_negatives(n, samples, device=None, generator=None):
@@ -52,21 +61,96 @@ def sample_negatives(n, samples, device=None, generator=None):
     return torch.randperm(n, device=device, generator=generator)[:samples]
 
 
-# Similarities per block (64 MB). Smaller blocks stay in cache (≈ 1.5× faster on an idle core) but multiply
-# the parallel regions, each of which waits for a descheduled thread when the CPUs are shared: measured
-# on 2 shared cores, 2^20 was 4× slower than 2^24, and 2^24 within 1.3× of the fewest blocks.
-BLOCK_ELEMENTS = 1 << 24
+# Similarities per block on the CPU, per thread (16 MB). Measured on Baby (N = 7,050, 2 cores): blocks of
+# 128–512 anchor rows (1.8–7.2 M similarities) are within 10 % of each other; smaller ones slow the
+# products (K = 64 inner dimension), larger ones leave the caches. On a GPU the block is chunk_size rows.
+BLOCK_ELEMENTS = 1 << 22
 MIN_BLOCK_ROWS = 64  # fewer anchor rows make the key-gradient product memory-bound
+# CPU: deal the blocks to one single-threaded worker per intra-op thread (``run_blocks``); False runs them in
+# order with torch's own intra-op threads (kept for the benchmarks' comparison).
+SPLIT_THREADS = True
 
 
 def block_rows(chunk_size, n_keys):
-    r"""Anchor rows per block: at most ``chunk_size`` (the memory bound chunk × 2M), fewer when a block
+    r"""Anchor rows per CPU block: at most ``chunk_size`` (the memory bound chunk × 2M), fewer when a block
     of ``BLOCK_ELEMENTS`` similarities suffices, at least ``MIN_BLOCK_ROWS``."""
     return max(1, min(chunk_size, max(MIN_BLOCK_ROWS, BLOCK_ELEMENTS // max(1, n_keys))))
 
 
+def row_blocks(n, rows, threads):
+    r"""``(start, end)`` anchor blocks covering ``range(n)``: equal sizes of at most ``rows``, their number a
+    multiple of ``threads`` when there is enough work, so that every thread gets the same share."""
+    count = -(-n // max(1, rows))
+    if count >= 1 and threads > 1:
+        count = threads * -(-count // threads) if n >= threads * MIN_BLOCK_ROWS else count
+    size = -(-n // max(1, count))
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+_POOL = {"pool": None, "size": 0, "pid": None}
+_POOL_LOCK = threading.Lock()
+
+
+def _worker_pool(size):
+    """A process-wide pool of ``size`` helper threads (recreated after a fork or a change of size)."""
+    with _POOL_LOCK:
+        if _POOL["pool"] is None or _POOL["size"] != size or _POOL["pid"] != os.getpid():
+            _POOL.update(pool=ThreadPoolExecutor(size, thread_name_prefix="infonce"), size=size, pid=os.getpid())
+        return _POOL["pool"]
+
+
+def run_blocks(blocks, body, device, threads=None):
+    r"""Call ``body(block, slot)`` for every block.
+
+    On the CPU with T > 1 intra-op threads the blocks are dealt round-robin to T Python threads, each running
+    its ops single-threaded on its own blocks (``slot`` = its index, for its own buffers): no parallel region
+    per op, so no thread waits for another between ops (with shared cores a waiting region costs a time
+    slice), and each block stays in its thread's caches. The split is static, so every run adds the same
+    numbers in the same order (results are bitwise reproducible for a given thread count). Elsewhere the
+    blocks run in order in the calling thread (``slot`` 0)."""
+    threads = torch.get_num_threads() if threads is None else threads
+    threads = min(threads, len(blocks)) if device.type == "cpu" else 1
+    if threads <= 1:
+        for block in blocks:
+            body(block, 0)
+        return 1
+    saved = torch.get_num_threads()
+
+    def share(slot):
+        torch.set_num_threads(1)  # this thread's intra-op threads (per-thread OpenMP/MKL setting)
+        with torch.no_grad():
+            for block in blocks[slot::threads]:
+                body(block, slot)
+
+    futures = [_worker_pool(threads - 1).submit(share, slot) for slot in range(1, threads)]
+    try:
+        share(0)
+    finally:
+        wait(futures)
+        torch.set_num_threads(saved)
+    for future in futures:
+        future.result()  # re-raise a helper's error
+    return threads
+
+
+_OUT_DTYPE = {"cuda": True}  # does torch.mm(..., out_dtype=) work on this device type (found on first use)
+
+
+def _mm(a, b, dtype):
+    r"""a·b with the result in ``dtype``: float32 accumulation AND output on CUDA (``out_dtype``, where this torch
+    has it), else the product in the inputs' type, then converted."""
+    if a.dtype == dtype:
+        return a @ b
+    if _OUT_DTYPE.get(a.device.type, False):
+        try:
+            return torch.mm(a, b, out_dtype=dtype)
+        except (RuntimeError, TypeError, NotImplementedError):
+            _OUT_DTYPE[a.device.type] = False
+    return (a @ b).to(dtype)
+
+
 class InfoNCE(torch.autograd.Function):
-    r"""The contrastive loss on L2-normalised rows, with its analytic gradient, in anchor chunks.
+    r"""The contrastive loss on L2-normalised rows, with its analytic gradient, in anchor blocks.
 
     Notation: a_i = z1_i (anchor, unit norm), S = negative row ids (M of them; all N by default),
     K_i = S ∖ {i}, r_i = (P − 1)/|K_i| with P the population (= N by default; r_i = 1 when S = all rows), τ the temperature, and
@@ -85,60 +169,90 @@ class InfoNCE(torch.autograd.Function):
                   + 1/(Nτ) Σ_i' w¹_i'i a_i'                                          (i as a negative)
         ∂L/∂z2_j  = 1/(Nτ) [ Σ_i w²_ij a_i + (π_j − 1) a_j ]                         (negative, positive)
 
-    Per chunk C of anchors, with B = [z1_S; z2_S] (2M × d) and E = exp(A_C Bᵀ / τ) masked to 0 where
+    Per block C of anchors, with B = [z1_S; z2_S] (2M × d) and E = exp(A_C Bᵀ / τ) masked to 0 where
     S_j = i, w = (r/D) ⊙ E: the anchor term is (r/D) ⊙ (E B) and the negative term Eᵀ ((r/D) ⊙ A_C) —
-    three matrix products per chunk (the row scaling r/D commutes with them, so E is never rescaled).
-    Every row i's D_i is complete inside its own chunk, so the gradient is accumulated in the same
-    pass as the loss (no recomputation: 3 products per chunk instead of 4) and only the two N × d
+    three matrix products per block (the row scaling r/D commutes with them, so E is never rescaled).
+    Every row i's D_i is complete inside its own block, so the gradient is accumulated in the same
+    pass as the loss (no recomputation: 3 products per block instead of 4) and only the two N × d
     gradients are kept for ``backward``, which scales them by the incoming gradient. Peak memory is
-    one chunk × 2M block; when no input needs a gradient only the first product is done.
+    one block × 2M per thread; when no input needs a gradient only the first product is done.
+
+    Why not the symmetry of e^{s¹} (it would save the first product's z1·z1ᵀ half): the key term of a
+    tile (i, j) needs D_j, complete only once row j's block is done, so a one-pass symmetric scheme must
+    either store the N² exponentials or recompute them (7 N²d multiply-adds instead of 6).
     """
 
     @staticmethod
-    def forward(ctx, z1, z2, negatives, temperature, chunk_size, population):
-        n, m = z1.shape[0], negatives.shape[0]
+    def forward(ctx, z1, z2, negatives, temperature, chunk_size, population, precision="fp32"):
+        n, device = z1.shape[0], z1.device
+        every = negatives is None
+        m = n if every else negatives.shape[0]
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        keys = torch.cat([z1.index_select(0, negatives), z2.index_select(0, negatives)])  # B: 2M × d
-        # position of each row in the negative sample (−1: not sampled), to mask j = i
-        slot = torch.full((n,), -1, dtype=torch.long, device=z1.device)
-        slot[negatives] = torch.arange(m, device=z1.device)
-        in_sample = (slot >= 0).to(z1.dtype)
-        ratio = (population - 1) / (m - in_sample).clamp_min(1.0)  # r_i
+        low = torch.bfloat16 if precision == "bf16" else z1.dtype
+        keys = torch.cat([z1, z2]) if every else torch.cat([z1.index_select(0, negatives), z2.index_select(0, negatives)])
+        if every:  # r = (P − 1)/(N − 1) for every row: a number, no tensor
+            ratio_all = (population - 1) / max(1, n - 1)
+            owner = None
+        else:  # r_i per row; key column j (and M + j) belongs to row negatives[j], masked in that row only
+            in_sample = torch.zeros(n, dtype=z1.dtype, device=device).index_fill_(0, negatives, 1.0)
+            ratio_all = (population - 1) / (m - in_sample).clamp_min(1.0)
+            owner = torch.cat([negatives, negatives])
         inv_tau = 1.0 / temperature
-        anchors = z1 * inv_tau  # s = (a_i / τ)·b_j
+        anchors = (z1 * inv_tau).to(low)  # s = (a_i / τ)·b_j
+        keys_low = keys.to(low)
         positive = (z1 * z2).sum(1) * inv_tau  # p_i
         pos_exp = positive.exp()
-        step = block_rows(chunk_size, 2 * m)
-        starts = list(range(0, n, step))
-        # entries to zero (j = i, in both halves of the keys) as flat positions inside each block
-        owners = torch.nonzero(slot >= 0).squeeze(1)  # ascending
-        local = (owners % step) * (2 * m) + slot[owners]
-        masked = torch.stack([local, local + m], 1).reshape(-1)
-        bounds = torch.searchsorted(owners, torch.tensor(starts + [n], device=z1.device)).mul_(2).tolist()
-        block = torch.empty(min(step, n), 2 * m, dtype=z1.dtype, device=z1.device)
-        sums = torch.empty(n, dtype=z1.dtype, device=z1.device)  # Σ over the kept negatives
+        cpu = device.type == "cpu"
+        step = block_rows(chunk_size, 2 * m) if cpu else max(1, chunk_size)
+        threads = min(torch.get_num_threads(), -(-n // step)) if cpu and SPLIT_THREADS else 1
+        blocks = row_blocks(n, step, threads)
+        threads = min(threads, len(blocks))
+        rows_max = max(end - start for start, end in blocks)
+        buffers = [torch.empty(rows_max, 2 * m, dtype=low, device=device) for _ in range(threads)]
+        sums = torch.empty(n, dtype=z1.dtype, device=device)  # Σ over the kept negatives (float32)
         if need_grad:
             grad_anchor = torch.empty_like(z1)
-            grad_keys = torch.zeros_like(keys)
-        for b, start in enumerate(starts):
-            end = min(start + step, n)
-            sim = block[: end - start]
-            torch.mm(anchors[start:end], keys.t(), out=sim)  # s¹ | s² of the block, c × 2M
+            grad_keys = [torch.zeros_like(keys) for _ in range(threads)]
+            z1_low = z1.to(low)
+        row_ids = None if every else torch.arange(n, device=device)
+
+        def block(bounds, slot):
+            start, end = bounds
+            sim = buffers[slot][: end - start]
+            torch.mm(anchors[start:end], keys_low.t(), out=sim)  # s¹ | s² of the block, c × 2M
             sim.exp_()
-            sim.view(-1).index_fill_(0, masked[bounds[b] : bounds[b + 1]], 0.0)  # j ≠ i; the positive is added apart
-            torch.sum(sim, 1, out=sums[start:end])
+            if every:  # j ≠ i in both halves (strided diagonals); the positive is added apart
+                sim[:, start:end].diagonal().zero_()
+                sim[:, m + start : m + end].diagonal().zero_()
+            else:
+                sim.masked_fill_(owner[None, :] == row_ids[start:end, None], 0.0)
+            torch.sum(sim, 1, dtype=sums.dtype, out=sums[start:end])
             if need_grad:
-                scale = ratio[start:end] / (pos_exp[start:end] + ratio[start:end] * sums[start:end])  # r_i / D_i
-                torch.mm(sim, keys, out=grad_anchor[start:end])  # row-scaled after the loop
-                grad_keys.addmm_(sim.t(), z1[start:end] * scale[:, None])
-        denominator = pos_exp + ratio * sums  # D_i
+                ratio = ratio_all if every else ratio_all[start:end]
+                scale = ratio / (pos_exp[start:end] + ratio * sums[start:end])  # r_i / D_i
+                if low == z1.dtype:
+                    torch.mm(sim, keys_low, out=grad_anchor[start:end])  # row-scaled after the loop
+                    grad_keys[slot].addmm_(sim.t(), z1_low[start:end] * scale[:, None])
+                else:
+                    grad_anchor[start:end] = _mm(sim, keys_low, z1.dtype)
+                    grad_keys[slot] += _mm(sim.t(), (z1[start:end] * scale[:, None]).to(low), z1.dtype)
+
+        run_blocks(blocks, block, device, threads)
+        denominator = pos_exp + ratio_all * sums  # D_i
         losses = denominator.log() - positive
         if need_grad:
+            for extra in grad_keys[1:]:  # in slot order: the same sum every run
+                grad_keys[0] += extra
             factor = inv_tau / n
             grad_positive = (pos_exp / denominator - 1.0)[:, None]  # π_i − 1
-            grad_anchor.mul_((ratio / denominator)[:, None]).addcmul_(grad_positive, z2)
-            grad_z1 = grad_anchor.index_add_(0, negatives, grad_keys[:m]).mul_(factor)
-            grad_z2 = (z1 * grad_positive).index_add_(0, negatives, grad_keys[m:]).mul_(factor)
+            grad_anchor.mul_((ratio_all / denominator)[:, None]).addcmul_(grad_positive, z2)
+            grad_z2 = z1 * grad_positive
+            if every:
+                grad_z1 = grad_anchor.add_(grad_keys[0][:m]).mul_(factor)
+                grad_z2 = grad_z2.add_(grad_keys[0][m:]).mul_(factor)
+            else:
+                grad_z1 = grad_anchor.index_add_(0, negatives, grad_keys[0][:m]).mul_(factor)
+                grad_z2 = grad_z2.index_add_(0, negatives, grad_keys[0][m:]).mul_(factor)
             ctx.save_for_backward(grad_z1, grad_z2)
         return losses.mean()
 
@@ -146,7 +260,7 @@ class InfoNCE(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
         grad_z1, grad_z2 = ctx.saved_tensors
-        return grad_output * grad_z1, grad_output * grad_z2, None, None, None, None
+        return grad_output * grad_z1, grad_output * grad_z2, None, None, None, None, None
 
 
 def contrastive_loss_autograd(z1, z2, temperature=0.5, chunk_size=4096):

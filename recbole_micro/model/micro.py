@@ -40,6 +40,7 @@ class MICRO(MultimodalGraphRecommender):
         # as anchors and negatives (validated in model/validation.py)
         self.contrastive_mode = config["contrastive_mode"] or "full"
         self.contrastive_samples = int(config["contrastive_samples"] or 1024)
+        self.contrastive_precision = config["contrastive_precision"] or "fp32"  # fp32 | bf16 blocks
 
         self.init_cf(config, dataset)  # X_u, X_i and the CF backbone (shared with LATTICE)
         # attention query q(x) = w_2ᵀ tanh(W_1 x + b_1), shared by the modalities (Eq. 9)
@@ -82,7 +83,8 @@ class MICRO(MultimodalGraphRecommender):
             sample = sample_negatives(population, int(self.contrastive_samples), fused.device)
             z_fused, z_modal = z_fused[sample], [z[sample] for z in z_modal]
         loss_cl = sum(
-            contrastive_loss(z, z_fused, self.temperature, self.contrastive_chunk_size, population=population)
+            contrastive_loss(z, z_fused, self.temperature, self.contrastive_chunk_size, population=population,
+                             precision=self.contrastive_precision)
             for z in z_modal
         )
         return loss_bpr, loss_emb, self.loss_ratio * loss_cl

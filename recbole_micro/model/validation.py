@@ -14,7 +14,7 @@ import numpy as np
 from recbole_micro.errors import ConfigError, DatasetNotFoundError, FeatureError
 from recbole_micro.model.backbones import CF_MODELS, UI_NORMS
 from recbole_micro.model.graphs import NORM_TYPES
-from recbole_micro.model.losses import CONTRASTIVE_MODES
+from recbole_micro.model.losses import CONTRASTIVE_MODES, CONTRASTIVE_PRECISIONS
 
 
 def _require(ok, key, value, rule):
@@ -159,5 +159,7 @@ def check_micro_config(config, dataset):
                  config["contrastive_mode"], f"one of {list(CONTRASTIVE_MODES)}")
         samples = config["contrastive_samples"] or 1024
         _require(isinstance(samples, int) and samples >= 2, "contrastive_samples", samples, "an integer >= 2")
+        precision = config["contrastive_precision"] or "fp32"
+        _require(precision in CONTRASTIVE_PRECISIONS, "contrastive_precision", precision, f"one of {list(CONTRASTIVE_PRECISIONS)}")
     if "temperature" in config:
         _require(isinstance(config["temperature"], (int, float)) and config["temperature"] > 0, "temperature", config["temperature"], "a number > 0")
