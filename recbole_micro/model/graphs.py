@@ -162,7 +162,7 @@ def to_csr(coo):
         csr = coo.to_sparse_csr()
         if max(csr.shape[0], csr.shape[1], csr._nnz()) < 2**31 - 1:
             csr = torch.sparse_csr_tensor(csr.crow_indices().to(torch.int32), csr.col_indices().to(torch.int32),
-                                          csr.values(), csr.shape)
+                                          csr.values(), csr.shape, check_invariants=False)
         return csr
 
 
