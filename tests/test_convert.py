@@ -390,6 +390,9 @@ def interrupted(path, *args, **kwargs):
     os.kill(os.getpid(), getattr(signal, sys.argv[1]))
 
 convert.write_feature_atom = interrupted
+# a terminal's Ctrl-C: Python's own SIGINT handler (a job started in the background by a
+# non-interactive shell, e.g. a CI runner, inherits SIGINT ignored, and Python then keeps it ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.exit(main(sys.argv[2:]))
 """
 
