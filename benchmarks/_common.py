@@ -25,8 +25,9 @@ BASELINE = "e7b24d8"
 HEADER = "# Benchmark results\n\nWritten by the scripts in `benchmarks/` (each rewrites its own section).\n"
 
 
-def machine():
-    """One line: cores, CPU model, torch version and threads."""
+def machine(threads=None, load_start=None):
+    """One line: cores, CPU model, torch version, threads (``threads``: those the measured processes use) and the
+    load average (``load_start``: taken when the measurements began)."""
     model = "unknown CPU"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -35,7 +36,8 @@ def machine():
     except OSError:
         pass
     return (f"{os.cpu_count()} cores (nproc), {model}, {platform.machine()}; torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f} at the start")
+            f"{threads or torch.get_num_threads()} threads; load average "
+            f"{os.getloadavg()[0] if load_start is None else load_start:.1f} at the start")
 
 
 def sgemm_gflops(size=2048, repeats=5):

@@ -76,6 +76,7 @@ def main():
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     trees = {"after": REPO} if args.no_before else {"before": tree_at(args.before), "after": REPO}
+    load_start = load_average()
     runs = {version: [] for version in trees}
     for round_index in range(args.rounds):
         for version in (trees if round_index % 2 == 0 else list(trees)[::-1]):
@@ -90,8 +91,10 @@ def main():
     after = median([r["seconds"] for r in runs["after"]])
     verdict = f"**met**: {after:.0f} s ≤ {TARGET:.0f} s" if after <= TARGET else \
         f"**missed** by {after - TARGET:.0f} s ({after / TARGET - 1:.0%})"
-    out = [f"Machine: {machine()}; {load_average():.1f} at the end.", "",
-           "Command: `.venv/bin/python benchmarks/default_run.py" + (" --no-before" if args.no_before else "") + "`", "",
+    out = [f"Machine: {machine(args.threads, load_start)}; {load_average():.1f} at the end.", "",
+           "Command: `.venv/bin/python benchmarks/default_run.py" + (" --no-before" if args.no_before else "") + (
+               f" --threads {args.threads}" if args.threads != 2 else "") + (
+               f" --curve-epochs {args.curve_epochs}" if args.curve_epochs != 60 else "") + "`", "",
            f"`python run_recbole_micro.py` (MICRO, ml-100k-mm built on first use, default epochs), {args.threads} "
            "threads, in a new empty folder, wall time of the process:", "",
            table(["version", "runs", "wall s (median)", "s/epoch (training)", "epochs"], rows), "",

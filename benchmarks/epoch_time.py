@@ -208,6 +208,7 @@ def main():
     convert_lattice(os.path.abspath(args.data), "baby", out=tmp)
     trees = {"before": tree_at(args.before), "after": REPO}
     keys = ["sampled", "lightgcn"] + (["full"] if args.full else [])
+    load_start = load_average()
     results = {(version, key): [] for version in trees for key in keys}
     for round_index in range(args.rounds):
         order = list(trees) if round_index % 2 == 0 else list(trees)[::-1]
@@ -257,10 +258,11 @@ def main():
     adam = {key: results[("after", key)][-1]["adam_every_step"] for key in keys}
     batches = results[("after", keys[0])][0]["batches"]
     command = ".venv/bin/python benchmarks/epoch_time.py" + (" --full" if args.full else "") + (
-        f" --rounds {args.rounds}" if args.rounds != 2 else "") + (f" --epochs {args.epochs}" if args.epochs else "")
+        f" --rounds {args.rounds}" if args.rounds != 2 else "") + (f" --epochs {args.epochs}" if args.epochs else "") + (
+        f" --threads {args.threads}" if args.threads != 2 else "")
     header = [MODELS[k][0] for k in keys]
     out = [
-        f"Machine: {machine()}; {load_average():.1f} at the end.", "", f"Command: `{command}`", "",
+        f"Machine: {machine(args.threads, load_start)}; {load_average():.1f} at the end.", "", f"Command: `{command}`", "",
         f"Whole epochs of the plugin's trainer loop (batch 1024, {batches} batches), median of {args.rounds} rounds "
         f"× {args.epochs_timed} epoch(s) per version; each measurement in its own process, versions and models "
         "interleaved. before = " + f"`{args.before}`, after = this tree.", "",

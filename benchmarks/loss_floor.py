@@ -105,6 +105,7 @@ def main():
         "after, bf16 (`contrastive_precision: bf16`)": lambda: step(losses.contrastive_loss, z, precision="bf16"),
         "plain autograd (the reference's form)": lambda: step(losses.contrastive_loss_autograd, z),
     }
+    load_start = load_average()
     times = {name: [] for name in impls}
     gemm, exps = [], []
     for name, fn in impls.items():  # warm-up (allocations, the worker threads)
@@ -133,9 +134,9 @@ def main():
     verdict = (f"**met**: {after:.2f}× ≤ {TARGET}×" if after <= TARGET
                else f"**missed** by {after / TARGET - 1:.0%}: {after:.2f}× > {TARGET}×")
     out = [
-        f"Machine: {machine()}; {load_average():.1f} at the end.", "",
+        f"Machine: {machine(args.threads, load_start)}; {load_average():.1f} at the end.", "",
         "Command: `.venv/bin/python benchmarks/loss_floor.py" + (f" --repeats {args.repeats}" if args.repeats != 7 else "")
-        + (" --compile" if args.compile else "") + "`", "",
+        + (" --compile" if args.compile else "") + (f" --threads {args.threads}" if args.threads != 2 else "") + "`", "",
         f"Rates, measured {len(gemm)} times each interleaved with the steps: sgemm (2048³) median "
         f"{rate / 1e9:.0f} GFLOP/s (best {max(gemm) / 1e9:.0f}); exp median {erate / 1e9:.2f} G/s (best "
         f"{max(exps) / 1e9:.2f}). Floor of one step (two modalities, N = {N:,}, d = {D}): 24·N²·d = {flop / 1e9:.1f} GFLOP "

@@ -9,7 +9,8 @@ The config both pipelines get is the plugin's resolved protocol (``properties/ov
 yaml: seed, epochs, batch size, validation every ``eval_step`` epochs, metrics, split files, evaluation batch
 size, ...), passed explicitly as a config dict, so RecBole's defaults do not differ from the plugin's; the
 plugin also gets ``train_sampler: interaction`` (RecBole's per-interaction sampling, which RecBole's pipeline
-uses). Every run is its own process (``cwd`` a fresh folder: RecBole writes ``log/`` there); pipelines and
+uses); RecBole's run gets the usual ``torch.load(weights_only=False)`` fix, without which it cannot reload its
+best checkpoint on torch >= 2.6. Every run is its own process (``cwd`` a fresh folder: RecBole writes ``log/`` there); pipelines and
 models alternate over the rounds and the table gives medians. Inside a run, ``Trainer.fit`` (training with
 its validations) and the final ``Trainer.evaluate`` are timed; "setup" is the rest (config, dataset, model).
 Writes section ``pipeline_overhead`` of ``benchmarks/RESULTS.md`` unless ``--no-write``.
@@ -84,7 +85,13 @@ def child(spec):
         result = run_recbole_micro(spec["model"], "baby", config_dict=config)
         test = result["test_result"]
     else:
+        import functools
+
         from recbole.quick_start import run_recbole
+
+        # RecBole 1.2.1 reloads its best checkpoint with torch.load's default, refused since torch 2.6: the usual
+        # user fix, so that both pipelines save and reload the best model
+        torch.load = functools.partial(torch.load, weights_only=False)
 
         result = run_recbole(model=spec["model"], dataset="baby", config_dict=config)
         test = result["test_result"]
@@ -119,6 +126,7 @@ def main():
                        "show_progress": False})
         configs[("plugin", model)] = dict(common, train_sampler="interaction")
         configs[("recbole", model)] = {k: v for k, v in common.items() if k not in PLUGIN_ONLY}
+    load_start = load_average()
     results = {key: [] for key in configs}
     for round_index in range(args.rounds):
         pipelines = ("plugin", "recbole") if round_index % 2 == 0 else ("recbole", "plugin")
@@ -148,10 +156,11 @@ def main():
         worst = max(overhead_total, overhead_fit)
         verdicts.append(f"{model} {'met' if worst <= TARGET else f'missed by {worst - TARGET:.1%} points'}")
     out = [
-        f"Machine: {machine()}; {load_average():.1f} at the end.", "",
+        f"Machine: {machine(args.threads, load_start)}; {load_average():.1f} at the end.", "",
         "Command: `.venv/bin/python benchmarks/pipeline_overhead.py" + (
             f" --epochs {args.epochs}" if args.epochs != 10 else "") + (
-            f" --rounds {args.rounds}" if args.rounds != 2 else "") + "`", "",
+            f" --rounds {args.rounds}" if args.rounds != 2 else "") + (
+            f" --threads {args.threads}" if args.threads != 2 else "") + "`", "",
         f"{args.epochs} epochs, validation every {configs[('plugin', MODELS[0])].get('eval_step')} epochs, then the "
         f"test evaluation; the same config dict for both pipelines (plus `train_sampler: interaction` for the "
         f"plugin); median of {args.rounds} rounds, each run its own process:", "",

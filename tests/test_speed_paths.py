@@ -188,6 +188,12 @@ def test_sparse_mm_equals_dense_and_reuses_one_transpose_per_graph(monkeypatch):
     graphs.sparse_mm(other, x).sum().backward()
     torch.testing.assert_close(x.grad, (2 * dense).t() @ torch.ones(50, 6), rtol=1e-6, atol=1e-5)
     assert len(built) == 2
+    # a rectangular graph (users × items, say)
+    wide = torch.sparse_coo_tensor(torch.tensor([[0, 2, 2, 1], [5, 0, 7, 3]]), torch.tensor([1.0, 2.0, 3.0, 4.0]),
+                                   (3, 8)).coalesce()
+    x = torch.randn(8, 2, requires_grad=True)
+    graphs.sparse_mm(wide, x).backward(torch.ones(3, 2))
+    torch.testing.assert_close(x.grad, wide.to_dense().t() @ torch.ones(3, 2))
 
 
 def _ops_inside(prof, name):

@@ -166,13 +166,14 @@ def to_csr(coo):
         return csr
 
 
-def transpose_csr(indices, values, n):
-    r"""Aᵀ as CSR from A's coalesced COO ``indices``/``values``: one stable sort of the edges by (column,
-    row), no coalescing and no host synchronisation."""
+def transpose_csr(indices, values, shape):
+    r"""Aᵀ as CSR from the coalesced COO ``indices``/``values`` of an A of ``shape``: one stable sort of the
+    edges by (column, row), no coalescing and no host synchronisation."""
     rows, cols = indices[0], indices[1]
-    order = torch.argsort(cols * n + rows, stable=True)
+    order = torch.argsort(cols * shape[0] + rows, stable=True)
     flipped = torch.stack([cols[order], rows[order]])
-    coo = torch.sparse_coo_tensor(flipped, values[order], (n, n), is_coalesced=True, check_invariants=False)
+    coo = torch.sparse_coo_tensor(flipped, values[order], (shape[1], shape[0]), is_coalesced=True,
+                                  check_invariants=False)
     return to_csr(coo)
 
 
@@ -181,7 +182,7 @@ def transposed_csr(adj):
     entry = _csr_entry(adj if adj.is_coalesced() else adj.coalesce())
     if entry[2] is None:
         graph = entry[0]
-        entry[2] = transpose_csr(graph.indices(), graph.values(), graph.shape[0])
+        entry[2] = transpose_csr(graph.indices(), graph.values(), tuple(graph.shape))
     return entry[2]
 
 
@@ -219,7 +220,7 @@ class _EdgeSparseMM(torch.autograd.Function):
                 (grad_y[rows[s : s + step]] * x[cols[s : s + step]]).sum(1) for s in range(0, rows.numel(), step)
             ]) if rows.numel() else values.new_zeros(0)
         if ctx.needs_input_grad[2]:
-            grad_x = torch.sparse.mm(transpose_csr(indices, values.detach(), x.shape[0]), grad_y)
+            grad_x = torch.sparse.mm(transpose_csr(indices, values.detach(), (x.shape[0], x.shape[0])), grad_y)
         return None, grad_values, grad_x, None
 
 

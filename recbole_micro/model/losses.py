@@ -136,6 +136,23 @@ def run_blocks(blocks, body, device, threads=None):
 _OUT_DTYPE = {"cuda": True}  # does torch.mm(..., out_dtype=) work on this device type (found on first use)
 
 
+_SCRATCH = {}  # (calling thread, slot, device, dtype) -> flat buffer, reused by the next call (CPU only)
+
+
+def scratch(slot, rows, cols, dtype, device):
+    r"""A ``rows × cols`` block buffer for worker ``slot`` of the calling thread. On the CPU it is kept for the
+    next call: a fresh multi-MB allocation is new memory pages, and first-touching them costs as much as
+    the block's matrix product (measured: 1024 × 2048 products at half speed). GPUs have their own caching
+    allocator."""
+    if device.type != "cpu":
+        return torch.empty(rows, cols, dtype=dtype, device=device)
+    key = (threading.get_ident(), slot, str(device), dtype)
+    buffer = _SCRATCH.get(key)
+    if buffer is None or buffer.numel() < rows * cols:
+        buffer = _SCRATCH[key] = torch.empty(rows * cols, dtype=dtype, device=device)
+    return buffer[: rows * cols].view(rows, cols)
+
+
 def _mm(a, b, dtype):
     r"""a·b with the result in ``dtype``: float32 accumulation AND output on CUDA (``out_dtype``, where this torch
     has it), else the product in the inputs' type, then converted."""
@@ -208,7 +225,7 @@ class InfoNCE(torch.autograd.Function):
         blocks = row_blocks(n, step, threads)
         threads = min(threads, len(blocks))
         rows_max = max(end - start for start, end in blocks)
-        buffers = [torch.empty(rows_max, 2 * m, dtype=low, device=device) for _ in range(threads)]
+        buffers = [scratch(slot, rows_max, 2 * m, low, device) for slot in range(threads)]
         sums = torch.empty(n, dtype=z1.dtype, device=device)  # Σ over the kept negatives (float32)
         if need_grad:
             grad_anchor = torch.empty_like(z1)
