@@ -7,9 +7,8 @@ Bad input ends with one line on stderr and exit status 2, never a traceback.
 
 import argparse
 import sys
-import warnings
 
-from recbole_micro.cli_support import exit_on_bad_input, parse_overrides
+from recbole_micro.cli_support import exit_on_bad_input, parse_overrides, quiet_library_notices
 
 
 def _train(args, overrides):
@@ -42,8 +41,7 @@ def build_parser():
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    # RecBole 1.2.1's pandas/amp deprecation notices are not the user's to fix: keep stderr for errors.
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole(\.|$)")
+    quiet_library_notices()
     commands = {"train": (build_parser, _train)}
     try:
         from recbole_micro import commands as extra  # sub-commands added by later modules

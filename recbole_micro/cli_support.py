@@ -20,12 +20,18 @@ def parse_overrides(parser, argv):
     return args, unknown
 
 
+def quiet_library_notices():
+    """Keep stderr for the user's errors: RecBole 1.2.1's pandas/amp deprecation notices and the
+    ``pkg_resources`` notice that hyperopt and Ray trigger on setuptools >= 67 are not theirs to fix."""
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole(\.|$)")
+    warnings.filterwarnings("ignore", message=r"pkg_resources is deprecated", category=UserWarning)
+
+
 def standalone(build_parser, run, prog, argv=None):
     """Entry point of a stand-alone script (``run_compare.py``, ``run_hyper.py``): parse, then
     ``run(args, overrides, prog, argv)`` with bad input reported as one line."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # RecBole 1.2.1's pandas/amp deprecation notices are not the user's to fix: keep stderr for errors.
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole(\.|$)")
+    quiet_library_notices()
     args, unknown = parse_overrides(build_parser(prog), argv)
     return exit_on_bad_input(run, args, unknown, prog, argv)
 
