@@ -174,6 +174,31 @@ def time_training_steps(model, trainer, train_data, steps):
     return {"first": times[0], "step": rest, "batches": batches, "epoch": times[0] + (batches - 1) * rest}
 
 
+def baby_benchmark(parser, child, prefix, subfolder=None):
+    r"""The shared start of the Baby benchmarks: add ``--data``, ``--rounds``, ``--threads``, ``--no-write``
+    and the hidden ``--child`` to ``parser`` and parse. In a child process: print ``child(spec)`` as JSON and
+    return None. Otherwise: Baby converted into a fresh temporary folder (``<tmp>/<subfolder>`` if given);
+    returns ``(args, tmp, data_path)``."""
+    import argparse
+
+    parser.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "baby"))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return None
+    sys.argv = sys.argv[:1]
+    from recbole_micro.data import convert_lattice
+
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    data_path = os.path.join(tmp, subfolder) if subfolder else tmp
+    convert_lattice(os.path.abspath(args.data), "baby", out=data_path)
+    return args, tmp, data_path
+
+
 def write_section(name, text):
     """Replace (or append) the section ``name`` of RESULTS.md."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

@@ -24,10 +24,8 @@ Results go to section ``epoch_time`` of ``benchmarks/RESULTS.md`` unless ``--no-
 """
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 import time
 
 import torch
@@ -37,7 +35,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from _common import (  # noqa: E402
-    BASELINE, REPO, load_average, machine, median, peak_rss_mb, report, run_child, table, tree_at,
+    BASELINE, REPO, baby_benchmark, load_average, machine, median, peak_rss_mb, report, run_child, table, tree_at,
 )
 
 MODELS = {
@@ -187,25 +185,15 @@ def train_runs(data_path, epochs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "baby"))
     parser.add_argument("--before", default=BASELINE, help="git revision of the 'before' code")
-    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs-timed", type=int, default=1, help="whole epochs timed per child")
     parser.add_argument("--steps", type=int, default=12, help="instrumented steps per child")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--full", action="store_true", help="also MICRO with the full loss (slow)")
     parser.add_argument("--epochs", type=int, default=0, help="also train each model this many epochs (slow)")
-    parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(json.loads(args.child))))
+    started = baby_benchmark(parser, child, "micro-bench-")
+    if started is None:
         return
-    sys.argv = sys.argv[:1]
-    from recbole_micro.data import convert_lattice
-
-    tmp = tempfile.mkdtemp(prefix="micro-bench-")
-    convert_lattice(os.path.abspath(args.data), "baby", out=tmp)
+    args, tmp, _ = started
     trees = {"before": tree_at(args.before), "after": REPO}
     keys = ["sampled", "lightgcn"] + (["full"] if args.full else [])
     load_start = load_average()
@@ -274,8 +262,8 @@ def main():
         "**after**", "", table(["phase"] + header, phase_rows("after")), "",
         "**before**", "", table(["phase"] + header, phase_rows("before")), "",
         "Adam with a gradient on every parameter (zero where a term has none — the reference's torch 1.5 "
-        "`zero_grad`; here `zero_grad` sets them to None and Adam skips the raw features on all but the first "
-        "batch of an epoch): " + "; ".join(
+        "`zero_grad`, which *after* keeps by default, `zero_grad_set_to_none: False`; *before* set them to None and "
+        "Adam skipped the raw features on all but the first batch of an epoch), timed alone: " + "; ".join(
             f"{MODELS[k][0]}: {adam[k]['values'] / 1e6:.1f} M values, {1000 * adam[k]['default']:.1f} ms (default) / "
             f"{1000 * adam[k]['fused']:.1f} ms (`fused=True`)" for k in keys) + ".", "",
         f"Peak RSS of a child: {max(r['peak_rss_mb'] for rs in results.values() for r in rs):.0f} MB.", "",

@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from _common import REPO, load_average, machine, median, report, table  # noqa: E402
+from _common import REPO, baby_benchmark, load_average, machine, median, report, table  # noqa: E402
 
 MODELS = ("BPR", "LightGCN")
 PLUGIN_ONLY = ("modalities", "missing_feature", "eval_candidates", "last_checkpoint_step", "train_sampler")
@@ -103,22 +103,11 @@ def child(spec):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "baby"))
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(json.loads(args.child))))
+    started = baby_benchmark(parser, child, "micro-overhead-", subfolder="data")
+    if started is None:
         return
-    sys.argv = sys.argv[:1]
-    from recbole_micro.data import convert_lattice
-
-    tmp = tempfile.mkdtemp(prefix="micro-overhead-")
-    data_path = os.path.join(tmp, "data")
-    convert_lattice(os.path.abspath(args.data), "baby", out=data_path)
+    args, tmp, data_path = started
     configs = {}
     for model in MODELS:
         common = protocol(model, data_path, args.epochs)

@@ -2,6 +2,7 @@
 
 import os
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,13 @@ def train_on_synthetic(tmp_path_factory, prefix, dataset_kwargs, train):
     finally:
         sys.argv = argv
     return root, result
+
+
+def split_history(root, *splits):
+    """``{user token: {item tokens}}`` of the synthetic dataset ``syn``'s ``splits`` (read from its atoms)."""
+    items = defaultdict(set)
+    for split in splits:
+        for line in (Path(root) / "syn" / f"syn.{split}.inter").read_text().splitlines()[1:]:
+            user, item = line.split("\t")
+            items[user].add(item)
+    return items

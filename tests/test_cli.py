@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, split_history as history
 from recbole_micro.checkpoint import load_checkpoint
 from recbole_micro.cli import main as cli_main
 from recbole_micro.data.default import DEFAULT_DATASET
@@ -107,15 +107,6 @@ def test_config_precedence_dataset_yaml_then_config_files_then_command_line(laye
     state = load_checkpoint(result["checkpoint"])["state_dict"]
     assert state["item_embedding.weight"].shape == (SMALL["n_items"] + 1, 16)
     assert result["epochs_run"] == 2
-
-
-def history(root, *splits):
-    items = defaultdict(set)
-    for split in splits:
-        for line in (Path(root) / "syn" / f"syn.{split}.inter").read_text().splitlines()[1:]:
-            user, item = line.split("\t")
-            items[user].add(item)
-    return items
 
 
 def recommended(checkpoint, capsys, *extra):

@@ -32,10 +32,10 @@ def table_rows(markdown):
 
 
 def parsed_table(markdown):
-    """``{model: {column: cell}}`` of the results table."""
+    """``{row name: {column: cell}}`` of the results table (the name without its mode label)."""
     header, rows = table_rows(markdown)
     columns = [c.strip() for c in header.strip("|").split("|")]
-    return {row[0]: dict(zip(columns, row)) for row in rows}
+    return {row[0].split(" (")[0]: dict(zip(columns, row)) for row in rows}
 
 
 def metric_columns(columns):
@@ -81,7 +81,7 @@ def test_table_one_row_per_model_and_chart(compared):
     _, out, _, doc = compared
     page_text = (out / "syn.md").read_text()
     header, rows = table_rows(page_text)
-    assert [r[0] for r in rows] == ["BPR", "MICRO"]
+    assert [r[0] for r in rows] == ["BPR", "MICRO (full contrastive loss)"]  # MICRO's row names its loss
     for column in ("test R@20", "test N@20", "valid R@10", "valid P@20", "s/epoch", "epochs to best", "parameters"):
         assert column in header
     assert all(len(r) == header.count("|") - 1 for r in rows)
@@ -116,7 +116,7 @@ def test_chart_bars_equal_the_json(compared):
     for label, key in (("Recall@20", "recall@20"), ("NDCG@20", "ndcg@20")):
         heights = [patch.get_height() for patch in bars[label].patches]
         assert heights == pytest.approx([model_runs(doc, m)[0]["test"][key] for m in ("BPR", "MICRO")], abs=1e-12)
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["BPR", "MICRO"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["BPR", "MICRO\n(full contrastive loss)"]
 
 
 def test_json_records_protocol_and_cost(compared):
@@ -181,7 +181,7 @@ def test_append_with_tuned_params_and_from_json(compared, tmp_path):
     assert lightgcn["hyper"]["learning_rate"] == 0.02 and lightgcn["hyper"]["n_layers"] == 1
     assert lightgcn["tuned_from"]["trial"] == 2
     page_text = (merged / "syn.md").read_text()
-    assert [r[0] for r in table_rows(page_text)[1]] == ["BPR", "MICRO", "LightGCN"]
+    assert [r[0].split(" (")[0] for r in table_rows(page_text)[1]] == ["BPR", "MICRO", "LightGCN"]
     assert "tuned: best valid trial 2" in page_text
     assert "python run_compare.py --dataset syn --models BPR,MICRO --epochs 2" in page_text  # both commands kept
     assert_table_matches_json(page_text, load_results(str(merged / "syn.json")))

@@ -59,12 +59,12 @@ def test_page_mean_and_std_equal_those_recomputed_from_the_json(seeded):
     _, out, doc = seeded
     markdown = (out / "syn.md").read_text()
     header, rows = section_table(markdown, "## Results")
-    assert [r[0] for r in rows] == MODELS
+    assert [r[0] for r in rows] == ["BPR", "MICRO (full contrastive loss)"]  # MICRO's row names its loss
     metric_columns = [(i, c) for i, c in enumerate(header) if c.split(" ")[0] in ("test", "valid")]
     assert len(metric_columns) == 12
     names = {"R": "recall", "N": "ndcg", "P": "precision"}
     for row in rows:
-        runs = model_runs(doc, row[0])
+        runs = model_runs(doc, row[0].split(" (")[0])
         assert row[1] == ", ".join(map(str, SEEDS))
         for index, column in metric_columns:
             split, short = column.split(" ")
@@ -200,3 +200,59 @@ def test_interrupted_comparison_resumes_to_the_same_json(seeded, tmp_path, monke
             assert np.array_equal(load_per_user(str(out), mine)["recall@20"],
                                   load_per_user(str(root / "results"), theirs)["recall@20"])
     assert model_runs(resumed, "MICRO")[0]["sittings"] == 2
+
+
+def test_a_named_variant_gets_its_own_row_and_is_tested_against_micro(seeded, tmp_path):
+    """``--name``: MICRO with a switch changed is filed beside MICRO (its own row, checkpoints and per-user
+    files), the model's own runs stay untouched, and the page tests MICRO against it like a baseline."""
+    import shutil
+
+    root, out, reference = seeded
+    mine = tmp_path / "results"
+    shutil.copytree(out, mine)
+    overrides = dict(run_config(root, eval_step=1), lambda_coeff=1.0, contrastive_mode="sampled")
+    compare.run_comparison("syn", ["MICRO"], epochs=EPOCHS, overrides=overrides, out=str(mine), seeds="1,2",
+                           append=True, command="variant job", name="MICRO-lambda1")
+    doc = load_results(str(mine / "syn.json"))
+    assert doc["order"] == MODELS + ["MICRO-lambda1"]
+    for model in MODELS:
+        assert doc["runs"][model] == reference["runs"][model]
+    variant = model_runs(doc, "MICRO-lambda1")
+    assert [(r["model"], r["name"], r["seed"], r["status"]) for r in variant] == [
+        ("MICRO", "MICRO-lambda1", 1, "ok"), ("MICRO", "MICRO-lambda1", 2, "ok")]
+    assert all(r["overrides"]["lambda_coeff"] == 1.0 and r["contrastive_mode"] == "sampled" for r in variant)
+    assert all("MICRO-lambda1-seed" in r["checkpoint"] for r in variant)
+    assert [r["per_user"]["file"] for r in variant] == ["syn-per-user/MICRO-lambda1-seed1.npz",
+                                                        "syn-per-user/MICRO-lambda1-seed2.npz"]
+    # another lambda gives other numbers: the variant is a run of its own, not a copy of MICRO's
+    assert [r["test"] for r in variant] != [r["test"] for r in model_runs(doc, "MICRO")[:2]]
+
+    markdown = (mine / "syn.md").read_text()
+    _, rows = section_table(markdown, "## Results")
+    assert [r[0] for r in rows] == ["BPR", "MICRO (full contrastive loss)", "MICRO-lambda1 (sampled contrastive loss)"]
+    header, rows = section_table(markdown, "## MICRO against each baseline")
+    cells = dict(zip(header, rows[1]))
+    assert cells["baseline"] == "MICRO-lambda1" and cells["seeds paired"] == "1, 2"
+    micro = [r["test"]["recall@20"] for r in model_runs(doc, "MICRO")[:2]]
+    lam = [r["test"]["recall@20"] for r in variant]
+    mean = float(cells["ratio MICRO / baseline"].split(" ± ")[0])
+    assert mean == pytest.approx(np.mean(np.divide(micro, lam)), abs=5e-4)
+
+    again = compare.run_comparison("syn", ["MICRO"], epochs=EPOCHS, overrides=overrides, out=str(mine), seeds="1,2",
+                                   resume=True, command="variant job", name="MICRO-lambda1")
+    assert model_runs(again, "MICRO-lambda1") == variant  # resume finds the variant's runs under its name
+
+
+@pytest.mark.parametrize("models, name, fragment", [
+    (["BPR", "MICRO"], "MICRO-x", "labels the runs of one model"),
+    (["MICRO"], "MICRO", "differ from the model's name"),
+    (["MICRO"], "../MICRO", "must start with a letter"),
+    (["MICRO"], "M" * 65, "at most 64"),
+])
+def test_a_bad_variant_name_is_one_clear_line(models, name, fragment, tmp_path):
+    from recbole_micro.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(fragment)) as caught:
+        compare.run_comparison("syn", models, out=str(tmp_path), name=name)
+    assert "\n" not in str(caught.value) and "--name" in str(caught.value)
+    assert not any(tmp_path.iterdir())  # nothing written

@@ -2,13 +2,12 @@
 
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import REPO, run_config, train_on_synthetic
+from conftest import REPO, run_config, split_history as history, train_on_synthetic
 from recbole_micro.cli import main as cli_main
 from recbole_micro.commands import COMMANDS
 from recbole_micro.errors import CheckpointError, ConfigError
@@ -25,15 +24,6 @@ def trained(tmp_path_factory):
         return run_recbole_micro(model="MICRO", dataset="syn", config_dict=config)["checkpoint"]
 
     return train_on_synthetic(tmp_path_factory, "rec", SMALL, train)
-
-
-def history(root, *splits):
-    items = defaultdict(set)
-    for split in splits:
-        for line in (Path(root) / "syn" / f"syn.{split}.inter").read_text().splitlines()[1:]:
-            user, item = line.split("\t")
-            items[user].add(item)
-    return items
 
 
 def test_top_k_excludes_training_items_and_matches_the_model(trained):

@@ -260,22 +260,20 @@ class MultimodalDataset(Dataset):
                 f"item '{frame[self.iid_field].iloc[bad]}' has {lengths[bad]} values; every row needs the same dimension"
             )
         values = np.stack(frame[field].values)
-        finite = np.isfinite(values).all(axis=1)
-        if not finite.all():
-            tokens = frame[self.iid_field].values[~finite][:5].tolist()
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
             raise FeatureError(
-                f"{path}: field '{field}' has NaN or Inf values in {int((~finite).sum())} rows "
-                f"(items {tokens}); fix or drop these rows"
+                f"{path}: field '{field}' has NaN or Inf values in {int(bad.sum())} rows "
+                f"(items {frame[self.iid_field].values[bad][:5].tolist()}); fix or drop these rows"
             )
         with np.errstate(over="ignore"):
             matrix = values.astype(np.float32)
-        finite = np.isfinite(matrix).all(axis=1)
-        if not finite.all():
-            tokens = frame[self.iid_field].values[~finite][:5].tolist()
+        bad = ~np.isfinite(matrix).all(axis=1)
+        if bad.any():
             raise FeatureError(
-                f"{path}: field '{field}' has values beyond float32's range (|value| > 3.4e38) in "
-                f"{int((~finite).sum())} rows (items {tokens}, largest |value| {np.abs(values[~finite]).max():.3g}); "
-                f"rescale the features (e.g. L2-normalise every row in float64)"
+                f"{path}: field '{field}' has values beyond float32's range (|value| > 3.4e38) in {int(bad.sum())} "
+                f"rows (items {frame[self.iid_field].values[bad][:5].tolist()}, largest |value| "
+                f"{np.abs(values[bad]).max():.3g}); rescale the features (e.g. L2-normalise every row in float64)"
             )
         zero = ~matrix.any(axis=1)
         if zero.any():

@@ -120,6 +120,9 @@ def build_compare_parser(prog="run_compare.py"):
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted comparison: keep its finished (model, seed) runs and continue "
                         "the unfinished one from its checkpoint (implies --append)")
+    parser.add_argument("--name", default=None,
+                        help="file this job's runs (one model) under another row of the page, for a labelled variant "
+                        "beside the model's own row, e.g. --models MICRO --name MICRO-lambda1 --lambda_coeff=1.0")
     parser.add_argument("--from-json", "--from_json", dest="from_json", nargs="?", const="", default=None,
                         metavar="FILE", help="only re-render the page from a results JSON (default <out>/<dataset>.json)")
     return parser
@@ -145,7 +148,8 @@ def run_compare(args, overrides, prog="run_compare.py", argv=None):
         return doc
     try:
         doc = run_comparison(args.dataset, args.models, args.epochs, args.tuned, overrides, args.config_files,
-                             args.out, args.append, command_line(prog, argv), seeds=args.seeds, resume=args.resume)
+                             args.out, args.append, command_line(prog, argv), seeds=args.seeds, resume=args.resume,
+                             name=args.name)
     except KeyboardInterrupt:
         print(f"\n[compare] interrupted: finished runs are kept in {json_path(args.out, args.dataset)}; continue "
               f"with the same command and --resume", file=sys.stderr)

@@ -31,6 +31,8 @@ from recbole_micro.tools.space import HYPER_DIR, read_hyper_file
 from recbole_micro.tools.values import check_model, known_keys, parse_overrides, resolve_config, typed_params
 
 PER_USER_METRICS = ("recall@20", "ndcg@20")  # stored per test user for the paired tests
+VARIANT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.+=-]{0,63}")  # a row name that is also safe in file names
+MODE_KEYS = ("contrastive_mode",)  # model settings that change what a row measures: recorded and shown beside its name
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TRAIN = re.compile(r"epoch (\d+) training \[time: ([\d.]+)s, (.*)\]")
@@ -148,6 +150,7 @@ def run_model(model, dataset, config_dict, config_files=None, prefix="[compare]"
                   if k in resolved or k in config.final_config_dict},
         "per_user_values": result.get("per_user"),
     }
+    entry.update({k: plain(config[k]) for k in MODE_KEYS if k in config.final_config_dict})
     test = entry["test"].get(metric)
     print(f"{prefix} {model}{label} done: test {metric} {test if test is None else round(test, 4)}, "
           f"{entry['epochs_run']} epochs ({entry['seconds_per_epoch']:.2f} s/epoch), best at epoch "
@@ -168,14 +171,27 @@ def _seed_list(seeds):
     return parsed
 
 
-def _checkpoint_name(config, model, seed):
+def _checkpoint_name(config, row, seed):
     """The run's best-checkpoint path, fixed before training (RecBole would name it by model and second)."""
     stamp = time.strftime("%b-%d-%Y_%H-%M-%S")
-    return os.path.join(config["checkpoint_dir"], f"{model}-seed{seed}-{stamp}.pth")
+    return os.path.join(config["checkpoint_dir"], f"{row}-seed{seed}-{stamp}.pth")
+
+
+def _variant_name(name, models):
+    """``name`` checked: one model only, a file-safe name that is not a model's own row."""
+    if name is None:
+        return None
+    if len(models) != 1:
+        raise ConfigError(f"--name labels the runs of one model; got --models {','.join(models)}: run each "
+                          "variant as its own job")
+    if not VARIANT_NAME.fullmatch(name) or name == models[0]:
+        raise ConfigError(f"--name '{name}' must start with a letter, use only letters, digits and _.+=- (at most "
+                          f"64), and differ from the model's name, e.g. --name {models[0]}-lambda1")
+    return name
 
 
 def run_comparison(dataset, models, epochs=None, tuned=None, overrides=None, config_files=None, out="results",
-                   append=False, command=None, seeds=None, resume=False):
+                   append=False, command=None, seeds=None, resume=False, name=None):
     r"""Run ``models`` one after the other on ``dataset`` under one protocol; write JSON and page.
 
     ``epochs`` overrides the epoch budget of every model; ``tuned`` (tuning export paths) supplies each
@@ -183,14 +199,17 @@ def run_comparison(dataset, models, epochs=None, tuned=None, overrides=None, con
     to every model and win over tuned values; ``seeds`` (``"123,2020,7"`` or a list) runs every model
     once per seed (default: the configured seed). With ``append`` the runs are merged into an existing
     ``<out>/<dataset>.json`` (a (model, seed) run again replaces its old entry); ``resume`` also keeps
-    its finished runs and continues its unfinished one from its checkpoint. The JSON is saved when each
-    run starts and ends, so an interruption keeps the finished ones. Returns the results document.
+    its finished runs and continues its unfinished one from its checkpoint. ``name`` (one model only)
+    files the runs under that row instead of the model's, for a labelled variant (``MICRO-full``, a
+    switch turned off) beside the model's own row. The JSON is saved when each run starts and ends, so
+    an interruption keeps the finished ones. Returns the results document.
     """
     models = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
     if not models:
         raise ConfigError("--models is empty: name at least one model, e.g. --models BPR,LightGCN,MICRO")
     for model in models:  # a misspelt name fails now, not after hours of the models before it
         check_model(model)
+    name = _variant_name(name, models)
     fixed = parse_overrides(overrides)
     if epochs is not None:
         fixed["epochs"] = int(epochs)
@@ -225,7 +244,8 @@ def run_comparison(dataset, models, epochs=None, tuned=None, overrides=None, con
         if seed is not None:
             config_dict["seed"] = seed
         job.run(model, seed, config_dict, config_files, prefix, tuned.get(model), fixed, resume,
-                label=f" seed {seed}" if seed_list and len(seed_list) > 1 else "")
+                label=(f" ({name})" if name else "") + (f" seed {seed}" if seed_list and len(seed_list) > 1 else ""),
+                name=name)
     return job.doc
 
 
@@ -252,27 +272,28 @@ class _Job:
         self.doc, self.fresh = doc, False
         return doc
 
-    def run(self, model, seed, config_dict, config_files, prefix, tuned, fixed, resume, label=""):
+    def run(self, model, seed, config_dict, config_files, prefix, tuned, fixed, resume, label="", name=None):
+        row = name or model
         config = None
         try:
             config = resolve_config(model, self.dataset, config_files, config_dict)
         except Exception as error:  # noqa: BLE001 - reported as this run's failure below
-            return self._failed(model, seed, prefix, error, time.time(), tuned, fixed)
+            return self._failed(model, seed, prefix, error, time.time(), tuned, fixed, name)
         seed = config["seed"]
-        previous = get_run(self.on_disk() or {"runs": {}}, model, seed) if resume else None
+        previous = get_run(self.on_disk() or {"runs": {}}, row, seed) if resume else None
         if previous and previous.get("status") == "ok":
             print(f"{prefix} {model}{label}: finished in an earlier sitting, kept", flush=True)
             self.doc = self.on_disk()
             return previous
         resume_file = None
-        checkpoint = _checkpoint_name(config, model, seed)
+        checkpoint = _checkpoint_name(config, row, seed)
         sittings, earlier_seconds = 1, 0.0
         if previous and previous.get("status") in UNFINISHED and previous.get("checkpoint"):
             checkpoint = previous["checkpoint"]
             resume_file = resume_point(checkpoint)
             sittings = previous.get("sittings", 1) + 1
             earlier_seconds = previous.get("train_seconds") or 0.0
-        base = {"model": model, "seed": seed, "overrides": plain(fixed),
+        base = {"model": model, **({"name": name} if name else {}), "seed": seed, "overrides": plain(fixed),
                 "tuned_from": {k: v for k, v in tuned.items() if k != "params"} if tuned else None,
                 "command": self.command, "sittings": sittings}
         started, started_text = time.time(), now()
@@ -286,12 +307,12 @@ class _Job:
                            train_seconds=earlier_seconds + time.time() - started))
             raise
         except Exception as error:  # noqa: BLE001 - one failing model must not lose the others' results
-            return self._failed(model, seed, prefix, error, started, tuned, fixed)
+            return self._failed(model, seed, prefix, error, started, tuned, fixed, name)
         values = entry.pop("per_user_values", None)
         entry.update(base)
         entry["train_seconds"] = earlier_seconds + entry["train_seconds"]
         if values is not None:
-            relative = per_user_file(self.dataset, model, seed)
+            relative = per_user_file(self.dataset, row, seed)
             save_per_user(self.out, relative, values)
             entry["per_user"] = {"file": relative, "metrics": [k for k in values if k != "users"],
                                  "users": int(len(values["users"]))}
@@ -299,10 +320,10 @@ class _Job:
         self.save(entry)
         return entry
 
-    def _failed(self, model, seed, prefix, error, started, tuned, fixed):
+    def _failed(self, model, seed, prefix, error, started, tuned, fixed, name=None):
         message = str(error) if isinstance(error, RecboleMicroError) else one_line(error)
-        print(f"{prefix} {model} FAILED: {message}", file=sys.stderr, flush=True)
-        entry = {"model": model, "seed": seed, "status": "failed", "error": one_line(error),
+        print(f"{prefix} {name or model} FAILED: {message}", file=sys.stderr, flush=True)
+        entry = {"model": model, **({"name": name} if name else {}), "seed": seed, "status": "failed", "error": one_line(error),
                  "train_seconds": time.time() - started, "overrides": plain(fixed), "command": self.command,
                  "tuned_from": {k: v for k, v in tuned.items() if k != "params"} if tuned else None,
                  "finished": now()}

@@ -13,7 +13,7 @@ import textwrap
 
 from recbole_micro.tools import stats
 from recbole_micro.tools.files import atomic_write
-from recbole_micro.tools.results import load_per_user, model_runs, ok_models
+from recbole_micro.tools.results import load_per_user, model_runs, ok_models, row_name
 
 METRICS = ("recall", "ndcg", "precision")
 CUTOFFS = (10, 20)
@@ -70,6 +70,19 @@ def _all_ok(doc):
     return [r for m in ok_models(doc) for r in _ok(doc, m)]
 
 
+def mode_text(runs):
+    """What a row's runs measure beyond their model, e.g. ``sampled contrastive loss`` ("" when nothing)."""
+    modes = sorted({str(r.get("contrastive_mode") or (r.get("overrides") or {}).get("contrastive_mode") or "")
+                    for r in runs} - {""})
+    return f"{'/'.join(modes)} contrastive loss" if modes else ""
+
+
+def row_label(doc, row):
+    """A row's name with what it measures, e.g. ``MICRO (sampled contrastive loss)``."""
+    mode = mode_text(_ok(doc, row))
+    return f"{row} ({mode})" if mode else row
+
+
 def _seeds_text(runs):
     return ", ".join(str(r["seed"]) for r in runs)
 
@@ -84,7 +97,7 @@ def _common_settings(runs):
             continue
         values = {}
         for r in runs:
-            values.setdefault(r["model"], (r.get("settings") or {}).get(key))
+            values.setdefault(row_name(r), (r.get("settings") or {}).get(key))
         distinct = {json.dumps((r.get("settings") or {}).get(key), sort_keys=True) for r in runs}
         if len(distinct) == 1:
             common[key] = next(iter(values.values()))
@@ -135,7 +148,7 @@ def plot_results(doc, png_path=None):
             ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height() + (std or 0.0)),
                         ha="center", va="bottom", fontsize=6 if std else 7, xytext=(0, 2), textcoords="offset points")
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names)
+    ax.set_xticklabels([row_label(doc, m).replace(" (", "\n(") for m in names], fontsize=8)
     several = len({str(r["seed"]) for r in _all_ok(doc)}) > 1
     ax.set_ylabel("test score at the best validation epoch" + (" (mean ± std over seeds)" if several else ""))
     ax.set_title(f"{doc['dataset']}: test Recall@20 and NDCG@20")
@@ -214,7 +227,8 @@ def _results_table(doc, models, several):
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---", "---"] + ["---:"] * (len(head) - 2)) + "|"]
     for model in models:
         runs = _ok(doc, model)
-        cells = [f"**{model}**" if model == TARGET else model, _seeds_text(runs)]
+        label = row_label(doc, model)
+        cells = [f"**{label}**" if model == TARGET else label, _seeds_text(runs)]
         for split, m, k in metric_cols:
             values = _values(runs, split, f"{m}@{k}")
             text = cell(values)
@@ -305,8 +319,10 @@ def _significance_section(doc, data_dir):
     how = ("mean ± std over seeds of the per-seed ratio" if seeds_n > 1 else "one seed: no spread over seeds")
     ratios = ", ".join(f"{TARGET} / {b} = {_ratio_text(results[b])}" for b in headline)
     verdicts = "; ".join(f"{_verdict(results[b])} over {b} ({_tests_text(results[b])})" for b in headline)
+    mode = mode_text(_ok(doc, TARGET))
     lines = [f"## {TARGET} against each baseline", "",
-             f"**Test {label} ratio: {ratios}** ({how}). {TARGET}'s gain: {verdicts}.", "",
+             f"**Test {label} ratio: {ratios}** ({how}{'; ' + TARGET + ' with the ' + mode if mode else ''}). "
+             f"{TARGET}'s gain: {verdicts}.", "",
              f"Paired over seeds: {stats.SEED_TEST}, on each seed's test {label}. Paired over users: {stats.USER_TEST}, "
              f"on the per-user test {label} of each model's best-validation checkpoint, users paired by token (with "
              f"several seeds, each user's value averaged over the seeds both models ran). Significant = {TARGET}'s "

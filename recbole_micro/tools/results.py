@@ -78,14 +78,19 @@ def save_results(doc, out):
     return path
 
 
-def get_run(doc, model, seed):
-    """The run of ``model`` with ``seed``, or None."""
-    return doc["runs"].get(model, {}).get(str(seed))
+def row_name(run):
+    """The row a run belongs to: its ``name`` (a labelled variant such as ``MICRO-full``), else its model."""
+    return run.get("name") or run["model"]
+
+
+def get_run(doc, name, seed):
+    """The run of row ``name`` (a model, or a variant's name) with ``seed``, or None."""
+    return doc["runs"].get(name, {}).get(str(seed))
 
 
 def put_run(doc, run):
-    """Add or replace the run of ``run["model"]`` and ``run["seed"]``, keeping model and seed order."""
-    model, seed = run["model"], run["seed"]
+    """Add or replace the run of its row (``row_name``) and ``run["seed"]``, keeping row and seed order."""
+    model, seed = row_name(run), run["seed"]
     doc["runs"].setdefault(model, {})[str(seed)] = run
     if model not in doc["order"]:
         doc["order"].append(model)
@@ -94,7 +99,7 @@ def put_run(doc, run):
 
 
 def model_runs(doc, model, status=None):
-    """The runs of ``model`` in the document's seed order (only those with ``status`` if given)."""
+    """The runs of row ``model`` (a model or a variant's name) in the document's seed order (only those with ``status`` if given)."""
     by_seed = doc["runs"].get(model, {})
     order = [str(s) for s in doc.get("seeds", [])]
     keys = [k for k in order if k in by_seed] + [k for k in by_seed if k not in order]
@@ -103,7 +108,7 @@ def model_runs(doc, model, status=None):
 
 
 def ok_models(doc):
-    """Models with at least one finished run, in order."""
+    """Rows (models and named variants) with at least one finished run, in order."""
     return [m for m in doc["order"] if model_runs(doc, m, "ok")]
 
 

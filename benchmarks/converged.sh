@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Converged multi-seed comparison (issue: converged results), resumable: run it again after any
+# interruption and it continues where it stopped (finished tuning trials and (model, seed) runs are
+# kept; the running comparison run continues from its -last.pth).
+#
+#   benchmarks/converged.sh DATASET JOB
+#     DATASET  baby | baby-cold          (atoms converted from ../shared/data/baby on first use)
+#     JOB      baselines   learning-rate grid of BPR and LightGCN on validation, then both x 3 seeds
+#              multimodal  MICRO (sampled contrastive mode) and LATTICE x 3 seeds, seed by seed
+#              full        MICRO in full contrastive mode, seed 123 (row MICRO-full on the page)
+#              lambda      MICRO with lambda_coeff 1.0 (original graphs only, no learned graph), seed 123
+#                          (row MICRO-lambda1): what the learned graph contributes
+#              publish     copy what has finished so far (JSON, per-user files, tuning exports) into
+#                          results/ and re-render results/DATASET.md and .png from it
+#
+# The jobs may run side by side (each appends to the same results JSON). Everything they write
+# (atoms, checkpoints, the JSON and pages) is under $WORK (default ../runs), outside the repository;
+# the publish job copies the results into results/.
+set -euo pipefail
+USAGE="usage: benchmarks/converged.sh baby|baby-cold baselines|multimodal|full|lambda|publish"
+DATASET=${1:?$USAGE}
+JOB=${2:?$USAGE}
+WORK=$(realpath -m "${WORK:-../runs}")
+SHARED=${SHARED:-../shared/data/baby}
+PY=${PY:-.venv/bin/python}
+SEEDS=${SEEDS:-"123 2020 7"}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # two jobs side by side on 2 cores
+ATOMS=$WORK/atoms
+OUT=$WORK/compare
+TUNING=$WORK/tuning
+mkdir -p "$ATOMS" "$OUT" "$TUNING" "$WORK/saved"
+COMMON=(--data_path="$ATOMS" --checkpoint_dir="$WORK/saved")
+
+if [ "$JOB" != publish ] && [ ! -d "$ATOMS/$DATASET" ]; then
+  case $DATASET in
+    baby) "$PY" -m recbole_micro.data lattice "$SHARED" --name baby --out "$ATOMS" ;;
+    baby-cold) "$PY" -m recbole_micro.data lattice "$SHARED" --name baby-cold --cold-start 0.2 --seed 123 --out "$ATOMS" ;;
+    *) echo "error: unknown dataset '$DATASET' (baby | baby-cold)" >&2; exit 2 ;;
+  esac
+fi
+
+compare() {  # compare SEED MODELS [overrides...]
+  local seed=$1 models=$2; shift 2
+  "$PY" run_compare.py --dataset "$DATASET" --models "$models" --seeds "$seed" --out "$OUT" --resume \
+    "${COMMON[@]}" "$@"
+}
+
+case $JOB in
+  baselines)
+    tuned=()
+    for model in BPR LightGCN; do
+      "$PY" run_hyper.py --model "$model" --dataset "$DATASET" --params_file learning_rate \
+        --output_file "$TUNING/$model-$DATASET" --resume "${COMMON[@]}"
+      tuned+=("$TUNING/$model-$DATASET.json")
+    done
+    for seed in $SEEDS; do
+      compare "$seed" BPR,LightGCN --tuned "$(IFS=,; echo "${tuned[*]}")"
+    done ;;
+  multimodal)
+    for seed in $SEEDS; do compare "$seed" MICRO,LATTICE --contrastive_mode=sampled; done ;;
+  full)
+    compare 123 MICRO --name MICRO-full --contrastive_mode=full ;;
+  lambda)
+    compare 123 MICRO --name MICRO-lambda1 --contrastive_mode=sampled --lambda_coeff=1.0 ;;
+  publish)
+    [ -f "$OUT/$DATASET.json" ] || { echo "error: $OUT/$DATASET.json does not exist yet: run a job first" >&2; exit 2; }
+    mkdir -p results/tuning
+    cp "$OUT/$DATASET.json" "results/$DATASET.json"
+    rm -rf "results/$DATASET-per-user"
+    [ ! -d "$OUT/$DATASET-per-user" ] || cp -r "$OUT/$DATASET-per-user" "results/$DATASET-per-user"
+    for export in "$TUNING"/*-"$DATASET".json "$TUNING"/*-"$DATASET".txt; do
+      [ ! -f "$export" ] || cp "$export" results/tuning/
+    done
+    "$PY" run_compare.py --dataset "$DATASET" --from-json ;;
+  *) echo "error: unknown job '$JOB' (baselines | multimodal | full | lambda | publish)" >&2; exit 2 ;;
+esac
