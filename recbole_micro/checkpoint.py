@@ -166,3 +166,14 @@ def save_checkpoint(state, path):
     torch.save(state, tmp, pickle_protocol=2)
     os.replace(tmp, path)
 
+
+def last_checkpoint(checkpoint):
+    """The periodic resume point the trainer writes beside a run's best checkpoint."""
+    return os.path.splitext(checkpoint)[0] + "-last.pth"
+
+
+def resume_point(checkpoint):
+    """The newer of ``<checkpoint>-last.pth`` and ``<checkpoint>`` (both hold the full training state),
+    or None when training never reached a save."""
+    found = [p for p in (last_checkpoint(checkpoint), checkpoint) if p and os.path.isfile(p)]
+    return max(found, key=os.path.getmtime) if found else None

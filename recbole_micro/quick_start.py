@@ -130,12 +130,19 @@ def run_recbole_micro(model=None, dataset=None, config_file_list=None, config_di
     return result
 
 
-def objective_function(config_dict=None, config_file_list=None, saved=True):
-    r"""Objective for RecBole's ``HyperTuning``: one quiet training run, selected on validation
-    (no resume checkpoints: a trial that dies is simply re-run)."""
-    config_dict = {"last_checkpoint_step": 0, **(config_dict or {})}
+def objective_function(config_dict=None, config_file_list=None, saved=True, checkpoint_file=None, resume=None):
+    r"""Objective for RecBole's ``HyperTuning``: one quiet training run, selected on validation.
+    Without ``checkpoint_file`` no resume point is written (a trial that dies is re-run); with it the
+    best checkpoint has that name, ``<name>-last.pth`` is written every ``eval_step`` epochs, and
+    ``resume`` continues an interrupted trial from one of them."""
+    if checkpoint_file is None:
+        config_dict = {"last_checkpoint_step": 0, **(config_dict or {})}
+    if resume:
+        load_checkpoint(resume)  # a refused or missing file fails before any data is built
     config, net, trainer, data = build(config_file_list=config_file_list, config_dict=config_dict, quiet=True)
-    return _fit_and_test(config, net, trainer, data, saved=saved, verbose=False)
+    if checkpoint_file:
+        trainer.saved_model_file = str(checkpoint_file)
+    return _fit_and_test(config, net, trainer, data, saved=saved, resume=resume, verbose=False)
 
 
 def _fit_and_test(config, net, trainer, data, saved=True, resume=None, callback_fn=None, verbose=True,

@@ -256,3 +256,14 @@ def test_a_bad_variant_name_is_one_clear_line(models, name, fragment, tmp_path):
         compare.run_comparison("syn", models, out=str(tmp_path), name=name)
     assert "\n" not in str(caught.value) and "--name" in str(caught.value)
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_only_models_with_a_contrastive_switch_name_their_loss():
+    """MICRO's rows say which loss ran (recorded, overridden or the yaml default); LATTICE and BPR, which
+    have no such switch, get no label even when a job passed them the override."""
+    assert page.mode_text([{"model": "MICRO"}]) == "full contrastive loss"  # MICRO.yaml's default
+    assert page.mode_text([{"model": "MICRO", "overrides": {"contrastive_mode": "sampled"}}]) == "sampled contrastive loss"
+    assert page.mode_text([{"model": "MICRO", "contrastive_mode": "sampled"},
+                           {"model": "MICRO", "contrastive_mode": "full"}]) == "full/sampled contrastive loss"
+    for model in ("LATTICE", "BPR", "LightGCN"):
+        assert page.mode_text([{"model": model, "overrides": {"contrastive_mode": "sampled"}}]) == ""

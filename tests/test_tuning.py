@@ -39,7 +39,7 @@ def expected_best(trials, bigger=True):
 def fake_objective(valid_of, test_of, calls):
     """An objective whose validation and test rankings of the trials disagree (no training)."""
 
-    def objective(config_dict, config_file_list=None, saved=True):
+    def objective(config_dict, config_file_list=None, saved=True, **checkpointing):
         calls.append(dict(config_dict))
         valid, test = valid_of(config_dict), test_of(config_dict)
         return {"best_valid_score": valid, "best_valid_result": {"recall@20": valid},
@@ -130,11 +130,11 @@ def test_interrupt_keeps_finished_trials(tmp_path, synthetic, monkeypatch, capsy
     real = search.objective_function
     calls = []
 
-    def interrupted_after_first(config_dict, config_file_list=None):
+    def interrupted_after_first(config_dict, config_file_list=None, **checkpointing):
         calls.append(config_dict["learning_rate"])
         if len(calls) > 1:
             raise KeyboardInterrupt
-        return real(config_dict, config_file_list)
+        return real(config_dict, config_file_list, **checkpointing)
 
     monkeypatch.setattr(search, "objective_function", interrupted_after_first)
     out = tmp_path / "tune" / "micro"
@@ -260,10 +260,10 @@ def test_resume_reuses_finished_trials_and_ends_like_an_uninterrupted_search(tmp
         calls = []
         objective = fake_objective(valid_of, test_of, calls)
 
-        def maybe_interrupted(config_dict, config_file_list=None, saved=True):
+        def maybe_interrupted(config_dict, config_file_list=None, saved=True, **checkpointing):
             if interrupt_after is not None and len(calls) == interrupt_after:
                 raise KeyboardInterrupt
-            return objective(config_dict, config_file_list, saved)
+            return objective(config_dict, config_file_list, saved, **checkpointing)
 
         monkeypatch.setattr(search, "objective_function", maybe_interrupted)
         argv = ["--model", "BPR", "--dataset", name, "--params_file", space, "--output_file", str(out)]
@@ -292,3 +292,52 @@ def test_resume_reuses_finished_trials_and_ends_like_an_uninterrupted_search(tmp
     with pytest.raises(SystemExit) as stop:  # another search's export is refused, not mixed in
         tune_main([a if not a.startswith("--seed=") else "--seed=7" for a in argv] + ["--seed=7", "--resume"])
     assert stop.value.code == 2
+
+
+def test_a_trial_interrupted_mid_training_continues_from_its_checkpoint(tmp_path, synthetic, monkeypatch):
+    """Ctrl-C inside a trial's third epoch: the export records the running trial and its checkpoint;
+    ``--resume`` continues that trial from its ``-last.pth`` (not from scratch) and the search ends
+    with the same trials, scores and epochs as an uninterrupted one."""
+    from recbole_micro.trainer import SafeCheckpointMixin
+
+    name = synthetic("syn", **SMALL)
+    space = grid_file(tmp_path, "learning_rate choice [0.001, 0.01]\n")
+    fixed = dict(overrides(tmp_path), epochs=4, eval_step=1)
+    full = tune_model("BPR", name, space, output_file=str(tmp_path / "full"), overrides=fixed)
+
+    original_epoch = SafeCheckpointMixin._train_epoch
+    state = {"armed": True}
+
+    def ctrl_c(self, train_data, epoch_idx, *args, **kwargs):
+        if state["armed"] and self.config["learning_rate"] == full["trials"][1]["params"]["learning_rate"] \
+                and epoch_idx == 2:
+            state["armed"] = False
+            raise KeyboardInterrupt
+        return original_epoch(self, train_data, epoch_idx, *args, **kwargs)
+
+    monkeypatch.setattr(SafeCheckpointMixin, "_train_epoch", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        tune_model("BPR", name, space, output_file=str(tmp_path / "cut"), overrides=fixed)
+    cut = load_export(str(tmp_path / "cut"))
+    assert cut["status"] == "interrupted" and len(cut["trials"]) == 1
+    running = cut["running"]
+    assert running["params"] == full["trials"][1]["params"] and "BPR-trial2-" in running["checkpoint"]
+    assert os.path.isfile(running["checkpoint"][: -len(".pth")] + "-last.pth")
+    assert "trial 2 running: learning_rate=" in (tmp_path / "cut.txt").read_text()
+
+    resumed_from = []
+    real = search.objective_function
+
+    def spy(config_dict, config_file_list=None, **checkpointing):
+        resumed_from.append(checkpointing.get("resume"))
+        return real(config_dict, config_file_list, **checkpointing)
+
+    monkeypatch.setattr(search, "objective_function", spy)
+    resumed = tune_model("BPR", name, space, output_file=str(tmp_path / "cut"), overrides=fixed, resume=True)
+    assert len(resumed_from) == 1 and resumed_from[0] is not None  # only the stopped trial trains, from its file
+    assert resumed_from[0].startswith(running["checkpoint"][: -len(".pth")])
+    assert "running" not in resumed and resumed["status"] == "finished"
+    for mine, theirs in zip(resumed["trials"], full["trials"]):
+        for key in ("params", "status", "best_valid_score", "valid", "test", "epochs_run", "best_epoch"):
+            assert mine[key] == theirs[key], key
+    assert resumed["trials"][1]["checkpoint"] == running["checkpoint"]

@@ -20,10 +20,11 @@ import re
 import sys
 import time
 
+from recbole_micro.checkpoint import resume_point
 from recbole_micro.errors import ConfigError, RecboleMicroError
 from recbole_micro.tools.export import load_export
 from recbole_micro.tools.files import config_file_list, now, one_line, plain
-from recbole_micro.tools.page import PROTOCOL_KEYS, write_page
+from recbole_micro.tools.page import PROTOCOL_KEYS, contrastive_default, write_page
 from recbole_micro.tools.results import (
     UNFINISHED, get_run, json_path, load_results, new_doc, per_user_file, put_run, save_per_user, save_results,
 )
@@ -32,7 +33,6 @@ from recbole_micro.tools.values import check_model, known_keys, parse_overrides,
 
 PER_USER_METRICS = ("recall@20", "ndcg@20")  # stored per test user for the paired tests
 VARIANT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.+=-]{0,63}")  # a row name that is also safe in file names
-MODE_KEYS = ("contrastive_mode",)  # model settings that change what a row measures: recorded and shown beside its name
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TRAIN = re.compile(r"epoch (\d+) training \[time: ([\d.]+)s, (.*)\]")
@@ -91,18 +91,6 @@ def _hyper_keys(model):
     return keys
 
 
-def last_checkpoint(checkpoint):
-    """The periodic resume point the trainer writes beside a run's best checkpoint."""
-    return os.path.splitext(checkpoint)[0] + "-last.pth"
-
-
-def resume_point(checkpoint):
-    """The newer of ``<checkpoint>-last.pth`` and ``<checkpoint>`` (both hold the full training state),
-    or None when training never reached a save."""
-    found = [p for p in (last_checkpoint(checkpoint), checkpoint) if p and os.path.isfile(p)]
-    return max(found, key=os.path.getmtime) if found else None
-
-
 def run_model(model, dataset, config_dict, config_files=None, prefix="[compare]", checkpoint_file=None,
               resume=None, per_user=PER_USER_METRICS, label=""):
     r"""Train and test one model; returns its result entry (metrics, cost, resolved protocol settings) and,
@@ -150,7 +138,8 @@ def run_model(model, dataset, config_dict, config_files=None, prefix="[compare]"
                   if k in resolved or k in config.final_config_dict},
         "per_user_values": result.get("per_user"),
     }
-    entry.update({k: plain(config[k]) for k in MODE_KEYS if k in config.final_config_dict})
+    if contrastive_default(model) is not None:  # what MICRO's row measures, shown beside its name
+        entry["contrastive_mode"] = plain(config["contrastive_mode"])
     test = entry["test"].get(metric)
     print(f"{prefix} {model}{label} done: test {metric} {test if test is None else round(test, 4)}, "
           f"{entry['epochs_run']} epochs ({entry['seconds_per_epoch']:.2f} s/epoch), best at epoch "

@@ -28,7 +28,8 @@ def trial_entry(params, result=None, seconds=None, error=None):
         "best_valid_score": float(result["best_valid_score"]),
         "valid": plain(result.get("best_valid_result") or {}),
         "test": plain(result.get("test_result") or {}),
-        "epochs_run": result.get("epochs_run"),
+        "epochs_run": None if result.get("epochs_run") is None  # every sitting of a continued trial
+        else (result.get("start_epoch") or 0) + result["epochs_run"],
         "best_epoch": result.get("best_epoch"),
         "seconds": seconds if seconds is not None else result.get("train_seconds"),
         "params_count": result.get("params"),
@@ -79,6 +80,10 @@ def export_text(doc):
         f"command: {doc.get('command', '')}",
         "",
     ]
+    running = doc.get("running")
+    if running:
+        lines += [f"  trial {len(trials) + 1} running: {params_text(running['params'])}, since {running.get('started')}; "
+                  f"checkpoint {running.get('checkpoint')} (--resume continues it)", ""]
     for trial in trials:
         mark = "*" if best and trial["trial"] == best["trial"] else " "
         lines.append(f"{mark} trial {trial['trial']}: {params_text(trial['params'])}")
@@ -115,9 +120,15 @@ class TuningExport:
     def trials(self):
         return self.doc["trials"]
 
+    def start(self, params, checkpoint):
+        """Record the trial now training (``running``: its parameters and checkpoint, for ``--resume``)."""
+        self.doc["running"] = {"params": plain(params), "checkpoint": checkpoint, "started": now()}
+        self.write()
+
     def add(self, entry):
         entry = dict(entry, trial=len(self.trials) + 1)
         self.trials.append(entry)
+        self.doc.pop("running", None)
         self.write()
         return entry
 

@@ -6,14 +6,18 @@ With several seeds every number is mean ± sample standard deviation (ddof 1) ov
 statistics are ``stats.against`` (paired t-test over seeds, Wilcoxon signed-rank over users).
 """
 
+import functools
 import json
 import os
 import shlex
 import textwrap
 
+import yaml
+
 from recbole_micro.tools import stats
 from recbole_micro.tools.files import atomic_write
 from recbole_micro.tools.results import load_per_user, model_runs, ok_models, row_name
+from recbole_micro.utils import PROPERTIES_DIR
 
 METRICS = ("recall", "ndcg", "precision")
 CUTOFFS = (10, 20)
@@ -70,11 +74,26 @@ def _all_ok(doc):
     return [r for m in ok_models(doc) for r in _ok(doc, m)]
 
 
+@functools.lru_cache(maxsize=None)
+def contrastive_default(model):
+    """The ``contrastive_mode`` default of the plugin's ``<model>.yaml``; None for models without that switch."""
+    path = os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        values = yaml.safe_load(f) or {}
+    return values.get("contrastive_mode")
+
+
 def mode_text(runs):
-    """What a row's runs measure beyond their model, e.g. ``sampled contrastive loss`` ("" when nothing)."""
-    modes = sorted({str(r.get("contrastive_mode") or (r.get("overrides") or {}).get("contrastive_mode") or "")
-                    for r in runs} - {""})
-    return f"{'/'.join(modes)} contrastive loss" if modes else ""
+    """What a row's runs measure beyond their model, e.g. ``sampled contrastive loss`` ("" for models
+    without a contrastive-loss switch, whatever overrides they were given)."""
+    modes = set()
+    for r in runs:
+        default = contrastive_default(r["model"])
+        if default is not None:
+            modes.add(str(r.get("contrastive_mode") or (r.get("overrides") or {}).get("contrastive_mode") or default))
+    return f"{'/'.join(sorted(modes))} contrastive loss" if modes else ""
 
 
 def row_label(doc, row):

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 
+from recbole_micro.checkpoint import resume_point
 from recbole_micro.compat import hyperopt_rstate
 from recbole_micro.errors import ConfigError, RecboleMicroError
 from recbole_micro.quick_start import objective_function
@@ -44,34 +45,46 @@ def _announce(entry, total, metric):
           f"{entry.get('epochs_run')} epochs)", flush=True)
 
 
-def _run_trial(base, params, config_files, known):
-    """One objective run with ``params`` over the fixed config; returns a trial entry (failures recorded)."""
+def _run_trial(base, params, config_files, known, checkpoint=None, resume=None):
+    """One objective run with ``params`` over the fixed config; returns a trial entry (failures recorded).
+    ``checkpoint``/``resume``: the trial's best-checkpoint name and the file to continue it from."""
     sys.argv = sys.argv[:1]
     start = time.time()
     try:
         params = typed_params(plain(params), known, "trial parameters")
-        result = objective_function(dict(base, **params), config_files)
+        result = objective_function(dict(base, **params), config_files, checkpoint_file=checkpoint, resume=resume)
     except Exception as error:  # noqa: BLE001 - a failed setting is a result of the search
         return trial_entry(plain(params), seconds=time.time() - start, error=one_line(error))
     return trial_entry(params, result, seconds=time.time() - start)
 
 
 def previous_trials(json_path, header):
-    r"""The finished trials of an earlier run of the same search (``--resume``), or ``[]`` without one.
+    r"""``(finished trials, running trial or None)`` of an earlier run of the same search (``--resume``).
 
     The earlier export must be of the same model, dataset, space, fixed config and training seed: its
-    trials are then results of this search, reused instead of trained again (failed ones are retried).
+    trials are then results of this search, reused instead of trained again (failed ones are retried),
+    and the trial it was training when it stopped is continued from its checkpoint.
     """
     from recbole_micro.tools.export import load_export
 
     if not os.path.isfile(json_path):
-        return []
+        return [], None
     doc = load_export(json_path)
     differ = [key for key in ("model", "dataset", "space", "fixed_config", "seed") if doc.get(key) != header.get(key)]
     if differ:
         raise ConfigError(f"--resume: {json_path} is the export of another search ({', '.join(differ)} differ); "
                           f"pass another --output_file or drop --resume to start this search afresh")
-    return [t for t in doc["trials"] if t.get("status") == "ok"]
+    running = doc.get("running")
+    if not (isinstance(running, dict) and isinstance(running.get("params"), dict)
+            and isinstance(running.get("checkpoint"), str)):
+        running = None
+    return [t for t in doc["trials"] if t.get("status") == "ok"], running
+
+
+def _trial_checkpoint(base, model, number):
+    """A trial's best-checkpoint path, fixed before it trains (RecBole would name it by model and second)."""
+    stamp = time.strftime("%b-%d-%Y_%H-%M-%S")
+    return os.path.join(os.path.abspath(base.get("checkpoint_dir") or "saved"), f"{model}-trial{number}-{stamp}.pth")
 
 
 def _reused(previous, params):
@@ -82,7 +95,8 @@ def _reused(previous, params):
     return None
 
 
-def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed, previous=()):
+def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed, previous=(),
+                     running=None):
     from hyperopt import STATUS_FAIL, STATUS_OK, Trials, fmin
     from hyperopt.exceptions import AllTrialsFailed
     from recbole.trainer import HyperTuning
@@ -90,6 +104,7 @@ def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, e
     bigger = export.doc["valid_metric_bigger"]
     metric = export.doc["valid_metric"]
     reusable = list(previous)
+    unfinished = [running] if running else []
 
     class RecordingHyperTuning(HyperTuning):
         """RecBole's HyperTuning whose trials are recorded in the export as they finish."""
@@ -98,7 +113,17 @@ def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, e
             earlier = _reused(reusable, typed_params(plain(params), known, "trial parameters"))
             if earlier is not None:
                 earlier["reused"] = True  # finished by an earlier, interrupted run of this search
-            entry = export.add(earlier or _run_trial(base, params, self.fixed_config_file_list, known))
+                entry = export.add(earlier)
+            else:
+                typed = typed_params(plain(params), known, "trial parameters")
+                checkpoint, resume = _trial_checkpoint(base, base["model"], len(export.trials) + 1), None
+                if unfinished and unfinished[0]["params"] == plain(typed):  # the trial an interruption stopped
+                    checkpoint = unfinished.pop()["checkpoint"]
+                    resume = resume_point(checkpoint)
+                    print(f"[tune] continuing {params_text(typed)} from "
+                          f"{resume or 'the start (no checkpoint was written)'}", flush=True)
+                export.start(typed, checkpoint)
+                entry = export.add(_run_trial(base, params, self.fixed_config_file_list, known, checkpoint, resume))
             _announce(entry, self.max_evals, metric)
             if entry["status"] != "ok":
                 return {"status": STATUS_FAIL, "loss": 1e30}
@@ -253,7 +278,8 @@ def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=No
     }
     if resume and tool == "ray":
         raise ConfigError("--resume works with --tool hyperopt only (Ray Tune keeps its own experiment state)")
-    previous = previous_trials(output_paths(output_file or default_output(model, dataset))[0], header) if resume else []
+    previous, running = (previous_trials(output_paths(output_file or default_output(model, dataset))[0], header)
+                         if resume else ([], None))
     export = TuningExport(output_file or default_output(model, dataset), header)
     export.write()
     print(f"[tune] {model} on {dataset}: {tool} {algo} search over {params_path}; selecting on valid "
@@ -265,7 +291,8 @@ def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=No
             options.setdefault("checkpoint_dir", os.path.abspath(config["checkpoint_dir"]))
             _ray_search(export, spec, base, config_files, known, algo, max_evals, options)
         else:
-            _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed, previous)
+            _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed, previous,
+                             running)
     except KeyboardInterrupt:
         export.finish("interrupted")
         raise
