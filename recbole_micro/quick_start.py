@@ -112,11 +112,7 @@ def run_recbole_micro(model=None, dataset=None, config_file_list=None, config_di
     resume point is ``<name>-last.pth``); ``per_user`` (metric keys such as ``["recall@20"]``) adds
     ``result["per_user"]``: each test user's token and values (``per_user.PerUserValues``).
     """
-    if resume:
-        load_checkpoint(resume)  # a refused or missing file fails before any data is built
-    config, net, trainer, data = build(model, dataset, config_file_list, config_dict)
-    if checkpoint_file:
-        trainer.saved_model_file = str(checkpoint_file)
+    config, net, trainer, data = _build_run(model, dataset, config_file_list, config_dict, checkpoint_file, resume)
     result = _fit_and_test(config, net, trainer, data, saved=saved, resume=resume, callback_fn=callback_fn,
                            show_progress=config["show_progress"], per_user=per_user)
     logger = getLogger()
@@ -137,12 +133,20 @@ def objective_function(config_dict=None, config_file_list=None, saved=True, chec
     ``resume`` continues an interrupted trial from one of them."""
     if checkpoint_file is None:
         config_dict = {"last_checkpoint_step": 0, **(config_dict or {})}
+    config, net, trainer, data = _build_run(None, None, config_file_list, config_dict, checkpoint_file, resume,
+                                            quiet=True)
+    return _fit_and_test(config, net, trainer, data, saved=saved, resume=resume, verbose=False)
+
+
+def _build_run(model, dataset, config_file_list, config_dict, checkpoint_file=None, resume=None, quiet=False):
+    """``build`` for one run: a ``resume`` file is checked before any data is built, and ``checkpoint_file``
+    names the best checkpoint up front."""
     if resume:
         load_checkpoint(resume)  # a refused or missing file fails before any data is built
-    config, net, trainer, data = build(config_file_list=config_file_list, config_dict=config_dict, quiet=True)
+    config, net, trainer, data = build(model, dataset, config_file_list, config_dict, quiet=quiet)
     if checkpoint_file:
         trainer.saved_model_file = str(checkpoint_file)
-    return _fit_and_test(config, net, trainer, data, saved=saved, resume=resume, verbose=False)
+    return config, net, trainer, data
 
 
 def _fit_and_test(config, net, trainer, data, saved=True, resume=None, callback_fn=None, verbose=True,

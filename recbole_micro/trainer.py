@@ -20,7 +20,8 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import set_color
 
 from recbole_micro.checkpoint import (
-    FORMAT, check_compatible, load_checkpoint, load_state, plain_numbers, rng_state, save_checkpoint, set_rng_state,
+    FORMAT, check_compatible, last_checkpoint, load_checkpoint, load_state, plain_numbers, rng_state, save_checkpoint,
+    set_rng_state,
 )
 from recbole_micro.config import config_to_data
 from recbole_micro.errors import ConfigError, RecboleMicroError
@@ -64,7 +65,7 @@ class SafeCheckpointMixin:
     @property
     def last_checkpoint_file(self):
         """Path of the periodic resume checkpoint beside the best one."""
-        return os.path.splitext(self.saved_model_file)[0] + "-last.pth"
+        return last_checkpoint(self.saved_model_file)
 
     def _last_checkpoint_step(self):
         step = self.config["last_checkpoint_step"]
