@@ -12,12 +12,15 @@
 #                          (row MICRO-lambda1): what the learned graph contributes
 #              publish     copy what has finished so far (JSON, per-user files, tuning exports) into
 #                          results/ and re-render results/DATASET.md and .png from it
+#              restore     the reverse, on a fresh machine: seed $WORK from what results/ holds (files
+#                          already under $WORK are kept), so the jobs keep every published run and
+#                          continue from there (runs whose checkpoints are gone restart from epoch 0)
 #
 # The jobs may run side by side (each appends to the same results JSON). Everything they write
 # (atoms, checkpoints, the JSON and pages) is under $WORK (default ../runs), outside the repository;
 # the publish job copies the results into results/.
 set -euo pipefail
-USAGE="usage: benchmarks/converged.sh baby|baby-cold baselines|multimodal|full|lambda|publish"
+USAGE="usage: benchmarks/converged.sh baby|baby-cold baselines|multimodal|full|lambda|publish|restore"
 DATASET=${1:?$USAGE}
 JOB=${2:?$USAGE}
 WORK=$(realpath -m "${WORK:-../runs}")
@@ -31,7 +34,7 @@ TUNING=$WORK/tuning
 mkdir -p "$ATOMS" "$OUT" "$TUNING" "$WORK/saved"
 COMMON=(--data_path="$ATOMS" --checkpoint_dir="$WORK/saved")
 
-if [ "$JOB" != publish ] && [ ! -d "$ATOMS/$DATASET" ]; then
+if [ "$JOB" != publish ] && [ "$JOB" != restore ] && [ ! -d "$ATOMS/$DATASET" ]; then
   case $DATASET in
     baby) "$PY" -m recbole_micro.data lattice "$SHARED" --name baby --out "$ATOMS" ;;
     baby-cold) "$PY" -m recbole_micro.data lattice "$SHARED" --name baby-cold --cold-start 0.2 --seed 123 --out "$ATOMS" ;;
@@ -53,8 +56,8 @@ case $JOB in
         --output_file "$TUNING/$model-$DATASET" --resume "${COMMON[@]}"
       tuned+=("$TUNING/$model-$DATASET.json")
     done
-    for seed in $SEEDS; do
-      compare "$seed" BPR,LightGCN --tuned "$(IFS=,; echo "${tuned[*]}")"
+    for model in BPR LightGCN; do  # the cheap model's seeds first
+      for seed in $SEEDS; do compare "$seed" "$model" --tuned "$(IFS=,; echo "${tuned[*]}")"; done
     done ;;
   multimodal)
     for seed in $SEEDS; do compare "$seed" MICRO,LATTICE --contrastive_mode=sampled; done ;;
@@ -72,5 +75,16 @@ case $JOB in
       [ ! -f "$export" ] || cp "$export" results/tuning/
     done
     "$PY" run_compare.py --dataset "$DATASET" --from-json ;;
-  *) echo "error: unknown job '$JOB' (baselines | multimodal | full | lambda | publish)" >&2; exit 2 ;;
+  restore)
+    [ -f "results/$DATASET.json" ] || { echo "error: results/$DATASET.json does not exist: nothing to restore" >&2; exit 2; }
+    if grep -q '"recbole-micro comparison 1"' "results/$DATASET.json"; then  # the 20-epoch pages
+      echo "results/$DATASET.json holds the earlier 20-epoch runs (format 1): not restored, the jobs start afresh"
+    else cp -n "results/$DATASET.json" "$OUT/$DATASET.json"; fi
+    [ ! -d "results/$DATASET-per-user" ] || { mkdir -p "$OUT/$DATASET-per-user"
+      cp -n "results/$DATASET-per-user"/* "$OUT/$DATASET-per-user/"; }
+    for export in results/tuning/*-"$DATASET".json results/tuning/*-"$DATASET".txt; do
+      [ ! -f "$export" ] || cp -n "$export" "$TUNING/"
+    done
+    echo "restored results/$DATASET* into $WORK (existing files kept)" ;;
+  *) echo "error: unknown job '$JOB' (baselines | multimodal | full | lambda | publish | restore)" >&2; exit 2 ;;
 esac
