@@ -34,13 +34,19 @@ TUNING=$WORK/tuning
 mkdir -p "$ATOMS" "$OUT" "$TUNING" "$WORK/saved"
 COMMON=(--data_path="$ATOMS" --checkpoint_dir="$WORK/saved")
 
-if [ "$JOB" != publish ] && [ "$JOB" != restore ] && [ ! -d "$ATOMS/$DATASET" ]; then
-  case $DATASET in
-    baby) "$PY" -m recbole_micro.data lattice "$SHARED" --name baby --out "$ATOMS" ;;
-    baby-cold) "$PY" -m recbole_micro.data lattice "$SHARED" --name baby-cold --cold-start 0.2 --seed 123 --out "$ATOMS" ;;
-    *) echo "error: unknown dataset '$DATASET' (baby | baby-cold)" >&2; exit 2 ;;
-  esac
-fi
+convert() {  # the dataset's atoms, once: jobs started side by side wait on the lock for the first one
+  exec 9>"$WORK/convert.lock"
+  flock 9
+  if [ ! -d "$ATOMS/$DATASET" ]; then
+    case $DATASET in
+      baby) "$PY" -m recbole_micro.data lattice "$SHARED" --name baby --out "$ATOMS" ;;
+      baby-cold) "$PY" -m recbole_micro.data lattice "$SHARED" --name baby-cold --cold-start 0.2 --seed 123 --out "$ATOMS" ;;
+      *) echo "error: unknown dataset '$DATASET' (baby | baby-cold)" >&2; exit 2 ;;
+    esac
+  fi
+  flock -u 9
+}
+[ "$JOB" = publish ] || [ "$JOB" = restore ] || convert
 
 compare() {  # compare SEED MODELS [overrides...]
   local seed=$1 models=$2; shift 2
