@@ -192,6 +192,21 @@ def test_append_with_tuned_params_and_from_json(compared, tmp_path):
     assert (merged / "syn.md").read_text() == page_text
     assert (merged / "syn.png").read_bytes()[:8] == PNG_SIGNATURE
 
+    # the grid: read from the export shipped beside the JSON (tuning/), chosen trial in bold
+    assert "the export `tuning/lightgcn-syn.json` is not beside the JSON" in page_text
+    (merged / "tuning").mkdir()
+    shutil.copy(export, merged / "tuning")
+    with_grid = page.render_page(load_results(str(merged / "syn.json")), "syn.png", str(merged))
+    lines = with_grid.splitlines()
+    start = lines.index("| trial | parameters | valid recall@20 | test recall@20 | epochs run | epochs to best |")
+    grid = [[c.strip() for c in line.strip("|").split("|")] for line in lines[start + 2:start + 5]]
+    trials = json.loads(Path(export).read_text())["trials"]
+    assert [row[0] for row in grid] == ["1", "**2**", "3"]  # bold = the validation winner, not the tampered best
+    assert [float(row[2].strip("*")) for row in grid] == [t["best_valid_score"] for t in trials]
+    assert [float(row[3]) for row in grid] == [t["test"]["recall@20"] for t in trials]
+    assert grid[1][1] == "**learning_rate=0.02, n_layers=1**"
+    assert "of `tuning/lightgcn-syn.json` (grid below)" in with_grid
+
 
 def test_baby_page_labels_reference_numbers_and_features(compared):
     _, out, _, _ = compared

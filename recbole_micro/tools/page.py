@@ -14,8 +14,10 @@ import textwrap
 
 import yaml
 
+from recbole_micro.errors import ConfigError
 from recbole_micro.tools import stats
-from recbole_micro.tools.files import atomic_write
+from recbole_micro.tools.export import load_export
+from recbole_micro.tools.files import atomic_write, params_text
 from recbole_micro.tools.results import load_per_user, model_runs, ok_models, row_name
 from recbole_micro.utils import PROPERTIES_DIR
 
@@ -228,6 +230,7 @@ def render_page(doc, png_name=None, out="results", data_dir=None):
     lines += _significance_section(doc, data_dir if data_dir is not None else out)
     lines += _protocol_section(runs)
     lines += _settings_section(doc, models)
+    lines += _tuning_section(doc, models, data_dir if data_dir is not None else out)
     if dataset == "baby":
         lines += _reference_section()
     lines += _reproduce_section(doc, out)
@@ -426,7 +429,7 @@ def _settings_section(doc, models):
         r = _ok(doc, model)[0]
         params = ", ".join(f"`{k}={v}`" for k, v in (r.get("hyper") or {}).items())
         tuned = r.get("tuned_from")
-        source = (f"tuned: best valid trial {tuned['trial']} of `{tuned['source']}`" if tuned
+        source = (f"tuned: best valid trial {tuned['trial']} of `{tuned_export_name(tuned)}` (grid below)" if tuned
                   else "defaults (RecBole's model yaml + the plugin's)")
         extra = {k: v for k, v in (r.get("overrides") or {}).items()
                  if k not in ("data_path", "checkpoint_dir", "state", "show_progress", "log_wandb", "seed")}
@@ -434,6 +437,52 @@ def _settings_section(doc, models):
             source += "; overrides " + ", ".join(f"`{k}={v}`" for k, v in extra.items())
         lines.append(f"| {model} | {params} | {source} |")
     return lines + [""]
+
+
+def tuned_export_name(tuned):
+    """Where a run's tuning export is shipped, relative to its results JSON: ``tuning/<file>``."""
+    return "tuning/" + os.path.basename(tuned["source"])
+
+
+def _tuning_section(doc, models, data_dir):
+    r"""Each tuned model's search, read from its export shipped beside the JSON (``tuning/``): every trial's
+    parameters, valid and test values, epochs; the chosen (best valid) trial in bold."""
+    tuned = {m: r["tuned_from"] for m in models for r in _ok(doc, m)[:1] if r.get("tuned_from")}
+    if not tuned:
+        return []
+    lines = ["## Hyper-parameter selection (tuned models)", "",
+             "Each tuned model's grid, searched exhaustively on validation with `run_hyper.py` under the protocol "
+             "above (one seed, the search's); the trial with the best valid value (bold) gives the parameters "
+             "every seed above trains with. Test values are shown for reference: the choice never reads them.", ""]
+    for model, source in tuned.items():
+        name = tuned_export_name(source)
+        try:
+            export = load_export(os.path.join(data_dir, name))
+        except ConfigError:
+            lines += [f"- {model}: the export `{name}` is not beside the JSON (the publish step copies it there).", ""]
+            continue
+        metric = export.get("valid_metric", "?")
+        done = f"{len(export['trials'])} of {export.get('max_evals', '?')} trials"
+        lines += [f"**{model}** (`{name}`, {export.get('algo', '?')} search over "
+                  f"`{json.dumps(export.get('space'))}`, seed {export.get('seed', '?')}, {done}):", "",
+                  f"| trial | parameters | valid {metric} | test {metric} | epochs run | epochs to best |",
+                  "|---:|---|---:|---:|---:|---:|"]
+        for trial in export["trials"]:
+            chosen = trial["trial"] == source.get("trial")
+            mark = (lambda text: f"**{text}**") if chosen else (lambda text: text)
+            if trial.get("status") != "ok":
+                lines.append(f"| {trial['trial']} | {params_text(trial['params'])} | failed | – | – | – |")
+                continue
+            lines.append(f"| {mark(trial['trial'])} | {mark(params_text(trial['params']))} | "
+                         f"{mark(fmt(trial['best_valid_score']))} | {fmt((trial.get('test') or {}).get(metric))} | "
+                         f"{fmt(trial.get('epochs_run'))} | {_epochs_to_best(trial.get('best_epoch'))} |")
+        lines.append("")
+    return lines
+
+
+def _epochs_to_best(best_epoch):
+    """RecBole's 0-based best epoch as the number of epochs trained up to it (the results table's column)."""
+    return fmt(best_epoch + 1 if isinstance(best_epoch, int) else None)
 
 
 def _reference_section():
