@@ -126,16 +126,19 @@ def run_recbole_micro(model=None, dataset=None, config_file_list=None, config_di
     return result
 
 
-def objective_function(config_dict=None, config_file_list=None, saved=True, checkpoint_file=None, resume=None):
+def objective_function(config_dict=None, config_file_list=None, saved=True, checkpoint_file=None, resume=None,
+                       callback_fn=None):
     r"""Objective for RecBole's ``HyperTuning``: one quiet training run, selected on validation.
     Without ``checkpoint_file`` no resume point is written (a trial that dies is re-run); with it the
     best checkpoint has that name, ``<name>-last.pth`` is written every ``eval_step`` epochs, and
-    ``resume`` continues an interrupted trial from one of them."""
+    ``resume`` continues an interrupted trial from one of them. ``callback_fn(epoch_idx, valid_score)``:
+    called after each validation (RecBole's trainer hook), e.g. to show progress."""
     if checkpoint_file is None:
         config_dict = {"last_checkpoint_step": 0, **(config_dict or {})}
     config, net, trainer, data = _build_run(None, None, config_file_list, config_dict, checkpoint_file, resume,
                                             quiet=True)
-    return _fit_and_test(config, net, trainer, data, saved=saved, resume=resume, verbose=False)
+    return _fit_and_test(config, net, trainer, data, saved=saved, resume=resume, callback_fn=callback_fn,
+                         verbose=False)
 
 
 def _build_run(model, dataset, config_file_list, config_dict, checkpoint_file=None, resume=None, quiet=False):

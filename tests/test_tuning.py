@@ -4,6 +4,7 @@ every search algorithm and space type, one clear line when every trial fails."""
 import json
 import math
 import os
+import re
 
 import pytest
 
@@ -49,7 +50,7 @@ def fake_objective(valid_of, test_of, calls):
 
 
 @pytest.mark.parametrize("model", ["MICRO", "BPR"])
-def test_two_point_grid_exports_both_trials_and_best_by_valid(tmp_path, synthetic, model):
+def test_two_point_grid_exports_both_trials_and_best_by_valid(tmp_path, synthetic, model, capsys):
     name = synthetic("syn", **SMALL)
     out = tmp_path / "tune" / f"{model}-syn"
     grid = grid_file(tmp_path, "# two learning rates\nlearning_rate choice [0.0005, 0.05]\n")
@@ -76,6 +77,14 @@ def test_two_point_grid_exports_both_trials_and_best_by_valid(tmp_path, syntheti
     text = (tmp_path / "tune" / f"{model}-syn.txt").read_text()
     assert f"* trial {best['trial']}:" in text
     assert f"* best by valid {metric}: trial {best['trial']}" in text
+
+    # progress: one line per validation (eval_step 1: per epoch) of each trial, with the trial's values
+    stdout = capsys.readouterr().out
+    for trial in trials:
+        head = f"[tune] trial {trial['trial']}/2 learning_rate={trial['params']['learning_rate']}"
+        shown = [float(v) for v in re.findall(re.escape(head) + r" epoch \d+: valid recall@20 ([\d.]+) \(\d+ s\)",
+                                              stdout)]
+        assert len(shown) == 2 and max(shown) == pytest.approx(trial["best_valid_score"], abs=5e-5)
 
 
 def test_best_is_the_validation_winner_not_the_test_winner(tmp_path, synthetic, monkeypatch):

@@ -14,7 +14,6 @@ several sittings.
 """
 
 import json
-import logging
 import os
 import re
 import sys
@@ -25,6 +24,7 @@ from recbole_micro.errors import ConfigError, RecboleMicroError
 from recbole_micro.tools.export import load_export
 from recbole_micro.tools.files import config_file_list, now, one_line, plain
 from recbole_micro.tools.page import PROTOCOL_KEYS, contrastive_default, write_page
+from recbole_micro.tools.progress import epoch_lines
 from recbole_micro.tools.results import (
     UNFINISHED, get_run, json_path, load_results, new_doc, per_user_file, put_run, save_per_user, save_results,
 )
@@ -33,33 +33,6 @@ from recbole_micro.tools.values import check_model, known_keys, parse_overrides,
 
 PER_USER_METRICS = ("recall@20", "ndcg@20")  # stored per test user for the paired tests
 VARIANT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.+=-]{0,63}")  # a row name that is also safe in file names
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_TRAIN = re.compile(r"epoch (\d+) training \[time: ([\d.]+)s, (.*)\]")
-_VALID = re.compile(r"epoch (\d+) evaluating \[time: ([\d.]+)s, valid_score: ([-\d.eE+naif]+)\]")
-
-
-class ProgressLines(logging.Handler):
-    """Turns RecBole's per-epoch log records into one short stdout line per epoch (and per validation)."""
-
-    def __init__(self, prefix, budget, valid_metric):
-        super().__init__(logging.INFO)
-        self.prefix, self.budget, self.valid_metric = prefix, budget, valid_metric
-
-    def emit(self, record):
-        try:
-            message = _ANSI.sub("", record.getMessage())
-        except Exception:  # noqa: BLE001 - a progress line must never break training
-            return
-        match = _TRAIN.search(message)
-        if match:
-            epoch, seconds, losses = match.groups()
-            print(f"{self.prefix} epoch {int(epoch) + 1}/{self.budget}: {float(seconds):.2f} s, {losses}", flush=True)
-            return
-        match = _VALID.search(message)
-        if match:
-            epoch, _, score = match.groups()
-            print(f"{self.prefix} epoch {int(epoch) + 1}: valid {self.valid_metric} {float(score):.4f}", flush=True)
 
 
 def load_tuned(files):
@@ -105,19 +78,11 @@ def run_model(model, dataset, config_dict, config_files=None, prefix="[compare]"
               and int(m.split("@")[1]) <= max(config["topk"])]
     print(f"{prefix} {model}{label} on {dataset}: {'resuming from ' + resume if resume else 'training'} (budget "
           f"{budget} epochs, validating every {config['eval_step']}, patience {config['stopping_step']})", flush=True)
-    root = logging.getLogger()
-    level = root.level
-    handler = ProgressLines(f"{prefix} {model}{label}", budget, metric)
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
+    with epoch_lines(f"{prefix} {model}{label}", budget, metric):
         sys.argv = sys.argv[:1]
         result = run_recbole_micro(model=model, dataset=dataset, config_file_list=config_files,
                                    config_dict=dict(config_dict), saved=True, resume=resume,
                                    checkpoint_file=checkpoint_file, per_user=wanted or None)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
     resolved = {}
     if result.get("record") and os.path.isfile(result["record"]):
         with open(result["record"], encoding="utf-8") as f:

@@ -18,6 +18,7 @@ from recbole_micro.errors import ConfigError, RecboleMicroError
 from recbole_micro.quick_start import objective_function
 from recbole_micro.tools.export import TuningExport, output_paths, trial_entry
 from recbole_micro.tools.files import config_file_list, now, one_line, params_text, plain
+from recbole_micro.tools.progress import validation_lines
 from recbole_micro.tools.space import check_space, find_params_file, ray_space, read_hyper_file, space_size
 from recbole_micro.tools.values import known_keys, parse_overrides, resolve_config, typed_params
 
@@ -45,14 +46,16 @@ def _announce(entry, total, metric):
           f"{entry.get('epochs_run')} epochs)", flush=True)
 
 
-def _run_trial(base, params, config_files, known, checkpoint=None, resume=None):
+def _run_trial(base, params, config_files, known, checkpoint=None, resume=None, progress=None):
     """One objective run with ``params`` over the fixed config; returns a trial entry (failures recorded).
-    ``checkpoint``/``resume``: the trial's best-checkpoint name and the file to continue it from."""
+    ``checkpoint``/``resume``: the trial's best-checkpoint name and the file to continue it from;
+    ``progress``: called after each validation (RecBole's ``callback_fn``)."""
     sys.argv = sys.argv[:1]
     start = time.time()
     try:
         params = typed_params(plain(params), known, "trial parameters")
-        result = objective_function(dict(base, **params), config_files, checkpoint_file=checkpoint, resume=resume)
+        result = objective_function(dict(base, **params), config_files, checkpoint_file=checkpoint, resume=resume,
+                                    callback_fn=progress)
     except Exception as error:  # noqa: BLE001 - a failed setting is a result of the search
         return trial_entry(plain(params), seconds=time.time() - start, error=one_line(error))
     return trial_entry(params, result, seconds=time.time() - start)
@@ -123,7 +126,10 @@ def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, e
                     print(f"[tune] continuing {params_text(typed)} from "
                           f"{resume or 'the start (no checkpoint was written)'}", flush=True)
                 export.start(typed, checkpoint)
-                entry = export.add(_run_trial(base, params, self.fixed_config_file_list, known, checkpoint, resume))
+                progress = validation_lines(f"[tune] trial {len(export.trials) + 1}/{self.max_evals} "
+                                            f"{params_text(typed)}", metric)
+                entry = export.add(_run_trial(base, params, self.fixed_config_file_list, known, checkpoint, resume,
+                                              progress))
             _announce(entry, self.max_evals, metric)
             if entry["status"] != "ok":
                 return {"status": STATUS_FAIL, "loss": 1e30}
