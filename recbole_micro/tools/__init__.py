@@ -7,10 +7,11 @@ r"""The tool layer: hyper-parameter search and model comparison, one concept per
 * ``search``   — the search itself: RecBole's ``HyperTuning`` (hyperopt) or Ray Tune
 * ``results``  — the comparison results file (runs per model and seed, per-user sidecars)
 * ``stats``    — statistics over seeds and users (mean ± std, paired tests, ratios)
-* ``page``     — the comparison page: Markdown table and matplotlib chart
+* ``page``     — the comparison page: Markdown table and matplotlib chart (and the tuned models' grids)
+* ``progress`` — progress lines of long runs (per epoch for a comparison run, per validation for a trial)
 * ``compare``  — running a comparison (seeds, resume, per-user values)
 * ``cli``      — the command lines of ``run_hyper.py`` / ``run_compare.py`` (and their sub-commands)
 
-Dependencies run one way, top to bottom of ``cli`` → (``search``, ``compare``) → (``export``,
-``results``, ``page`` → ``stats``) → (``space``, ``values``) → ``files``; nothing here imports ``cli.py``.
+Dependencies run one way, top to bottom of ``cli`` → (``search``, ``compare``) → (``page`` → ``export``,
+``results``, ``stats``, ``progress``) → (``space``, ``values``) → ``files``; nothing here imports ``cli.py``.
 """
