@@ -3,7 +3,10 @@ JSON, paired tests equal to scipy's on the same pairs, and an interrupted compar
 same JSON as an uninterrupted one."""
 
 import json
+import multiprocessing
+import os
 import re
+import time
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from scipy import stats
 from conftest import run_config
 from recbole_micro.data.synthetic import make_synthetic_dataset
 from recbole_micro.tools import compare, page
+from recbole_micro.tools.files import atomic_write, locked
 from recbole_micro.tools.results import load_per_user, load_results, model_runs
 
 SMALL = dict(n_users=80, n_items=100, n_clusters=8, per_user=(6, 10))
@@ -267,3 +271,26 @@ def test_only_models_with_a_contrastive_switch_name_their_loss():
                            {"model": "MICRO", "contrastive_mode": "full"}]) == "full/sampled contrastive loss"
     for model in ("LATTICE", "BPR", "LightGCN"):
         assert page.mode_text([{"model": model, "overrides": {"contrastive_mode": "sampled"}}]) == ""
+
+
+def _add_runs(path, worker, count):
+    """Read-modify-write ``count`` entries into a shared JSON under ``locked`` (one process of the test below)."""
+    for i in range(count):
+        with locked(path):
+            doc = json.loads(open(path).read()) if os.path.exists(path) else {}
+            doc[f"{worker}-{i}"] = i
+            time.sleep(0.001)  # widen the window between read and write
+            atomic_write(path, json.dumps(doc))
+
+
+def test_jobs_side_by_side_keep_each_others_runs(tmp_path):
+    """Two processes updating one results file under ``locked`` (as two comparison jobs do) lose nothing."""
+    path = str(tmp_path / "baby.json")
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_add_runs, args=(path, w, 40)) for w in ("a", "b")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert sorted(json.loads(open(path).read())) == sorted(f"{w}-{i}" for w in "ab" for i in range(40))

@@ -22,7 +22,7 @@ import time
 from recbole_micro.checkpoint import resume_point
 from recbole_micro.errors import ConfigError, RecboleMicroError
 from recbole_micro.tools.export import load_export
-from recbole_micro.tools.files import config_file_list, now, one_line, plain
+from recbole_micro.tools.files import config_file_list, locked, now, one_line, plain
 from recbole_micro.tools.page import PROTOCOL_KEYS, contrastive_default, write_page
 from recbole_micro.tools.progress import epoch_lines
 from recbole_micro.tools.results import (
@@ -217,12 +217,13 @@ class _Job:
         return load_results(path) if not self.fresh and os.path.isfile(path) else None
 
     def save(self, entry):
-        doc = self.on_disk() or new_doc(self.dataset)
-        if self.command and self.command not in doc["commands"]:
-            doc["commands"].append(self.command)
-        put_run(doc, entry)
-        save_results(doc, self.out)
-        write_page(doc, self.out)
+        with locked(json_path(self.out, self.dataset)):  # jobs side by side: one read-modify-write at a time
+            doc = self.on_disk() or new_doc(self.dataset)
+            if self.command and self.command not in doc["commands"]:
+                doc["commands"].append(self.command)
+            put_run(doc, entry)
+            save_results(doc, self.out)
+            write_page(doc, self.out)
         self.doc, self.fresh = doc, False
         return doc
 

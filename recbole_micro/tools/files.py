@@ -1,8 +1,14 @@
 """Helpers every tool shares: atomic text writes, JSON-plain values, config-file lists, timestamps."""
 
+import contextlib
 import datetime
 import os
 import shlex
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; jobs sharing a file must then run one at a time
+    fcntl = None
 
 
 def atomic_write(path, text):
@@ -17,6 +23,21 @@ def atomic_write(path, text):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def locked(path):
+    """Hold an exclusive advisory lock on ``<path>.lock`` for the block: read-modify-write of a file that
+    jobs running side by side share (the comparison JSON) without losing each other's updates."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".lock", "a", encoding="utf-8") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def plain(value):
