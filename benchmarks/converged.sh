@@ -10,6 +10,9 @@
 #              full        MICRO in full contrastive mode, seed 123 (row MICRO-full on the page)
 #              lambda      MICRO with lambda_coeff 1.0 (original graphs only, no learned graph), seed 123
 #                          (row MICRO-lambda1): what the learned graph contributes
+#              native      LightGCN with RecBole's own training batches (train_sampler: interaction, every
+#                          training interaction once per epoch) at its tuned learning rate, seed 123 (row
+#                          LightGCN-interaction): the baseline under its native protocol, not the reference's
 #              publish     copy what has finished so far (JSON, per-user files, tuning exports) into
 #                          results/ and re-render results/DATASET.md and .png from it
 #              restore     the reverse, on a fresh machine: seed $WORK from what results/ holds (files
@@ -20,7 +23,7 @@
 # (atoms, checkpoints, the JSON and pages) is under $WORK (default ../runs), outside the repository;
 # the publish job copies the results into results/.
 set -euo pipefail
-USAGE="usage: benchmarks/converged.sh baby|baby-cold baselines|multimodal|full|lambda|publish|restore"
+USAGE="usage: benchmarks/converged.sh baby|baby-cold baselines|multimodal|full|lambda|native|publish|restore"
 DATASET=${1:?$USAGE}
 JOB=${2:?$USAGE}
 WORK=$(realpath -m "${WORK:-../runs}")
@@ -71,6 +74,9 @@ case $JOB in
     compare 123 MICRO --name MICRO-full --contrastive_mode=full ;;
   lambda)
     compare 123 MICRO --name MICRO-lambda1 --contrastive_mode=sampled --lambda_coeff=1.0 ;;
+  native)
+    compare 123 LightGCN --name LightGCN-interaction --train_sampler=interaction \
+      --tuned "$TUNING/LightGCN-$DATASET.json" ;;
   publish)
     [ -f "$OUT/$DATASET.json" ] || { echo "error: $OUT/$DATASET.json does not exist yet: run a job first" >&2; exit 2; }
     mkdir -p results/tuning
@@ -92,5 +98,5 @@ case $JOB in
       [ ! -f "$export" ] || cp -n "$export" "$TUNING/"
     done
     echo "restored results/$DATASET* into $WORK (existing files kept)" ;;
-  *) echo "error: unknown job '$JOB' (baselines | multimodal | full | lambda | publish | restore)" >&2; exit 2 ;;
+  *) echo "error: unknown job '$JOB' (baselines | multimodal | full | lambda | native | publish | restore)" >&2; exit 2 ;;
 esac

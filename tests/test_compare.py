@@ -12,7 +12,7 @@ from recbole_micro.data.synthetic import make_synthetic_dataset
 from recbole_micro.tools import compare, page
 from recbole_micro.tools.cli import compare_main
 from recbole_micro.tools.export import TuningExport, trial_entry
-from recbole_micro.tools.results import load_results, model_runs
+from recbole_micro.tools.results import load_results, model_runs, put_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SMALL = dict(n_users=80, n_items=100, n_clusters=8, per_user=(6, 10))
@@ -206,6 +206,12 @@ def test_append_with_tuned_params_and_from_json(compared, tmp_path):
     assert [float(row[3]) for row in grid] == [t["test"]["recall@20"] for t in trials]
     assert grid[1][1] == "**learning_rate=0.02, n_layers=1**"
     assert "of `tuning/lightgcn-syn.json` (grid below)" in with_grid
+    # a variant row trained from the same export (e.g. LightGCN-interaction) shares the one grid
+    doc = load_results(str(merged / "syn.json"))
+    put_run(doc, dict(model_runs(doc, "LightGCN")[0], name="LightGCN-native"))
+    shared = page.render_page(doc, "syn.png", str(merged))
+    assert shared.count("| trial | parameters |") == 1
+    assert "**LightGCN, LightGCN-native** (`tuning/lightgcn-syn.json`" in shared
 
 
 def test_baby_page_labels_reference_numbers_and_features(compared):

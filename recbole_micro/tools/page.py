@@ -447,15 +447,21 @@ def tuned_export_name(tuned):
 def _tuning_section(doc, models, data_dir):
     r"""Each tuned model's search, read from its export shipped beside the JSON (``tuning/``): every trial's
     parameters, valid and test values, epochs; the chosen (best valid) trial in bold."""
-    tuned = {m: r["tuned_from"] for m in models for r in _ok(doc, m)[:1] if r.get("tuned_from")}
+    tuned, rows = {}, {}  # one grid per export, named by every row that took its parameters
+    for m in models:
+        for r in _ok(doc, m)[:1]:
+            if r.get("tuned_from"):
+                name = tuned_export_name(r["tuned_from"])
+                tuned.setdefault(name, r["tuned_from"])
+                rows.setdefault(name, []).append(m)
     if not tuned:
         return []
     lines = ["## Hyper-parameter selection (tuned models)", "",
              "Each tuned model's grid, searched exhaustively on validation with `run_hyper.py` under the protocol "
              "above (one seed, the search's); the trial with the best valid value (bold) gives the parameters "
              "every seed above trains with. Test values are shown for reference: the choice never reads them.", ""]
-    for model, source in tuned.items():
-        name = tuned_export_name(source)
+    for name, source in tuned.items():
+        model = ", ".join(rows[name])
         try:
             export = load_export(os.path.join(data_dir, name))
         except ConfigError:
