@@ -154,14 +154,16 @@ def plot_results(doc, png_path=None):
 
     names = ok_models(doc)
     series = [("recall@20", "Recall@20", "#4C72B0"), ("ndcg@20", "NDCG@20", "#DD8452")]
-    fig = Figure(figsize=(max(6.0, 1.3 * len(names) + 3), 4.4), dpi=110)
-    ax = fig.add_axes([0.1, 0.2, 0.86, 0.7])
+    fig = Figure(figsize=(max(6.0, 1.3 * len(names) + 3), 4.8), dpi=110)
+    ax = fig.add_axes([0.09, 0.27, 0.88, 0.64])
+    top = 0.0
     width = 0.38
     for offset, (key, label, color) in enumerate(series):
         xs = [i + (offset - 0.5) * width for i in range(len(names))]
         summaries = [stats.mean_std(_values(_ok(doc, m), "test", key)) for m in names]
         heights = [0.0 if mean is None else mean for mean, _ in summaries]
         errors = [0.0 if std is None else std for _, std in summaries]
+        top = max([top] + [h + e for h, e in zip(heights, errors)])
         bars = ax.bar(xs, heights, width, label=label, color=color,
                       yerr=errors if any(errors) else None, capsize=3 if any(errors) else 0)
         for bar, (mean, std) in zip(bars, summaries):
@@ -171,11 +173,11 @@ def plot_results(doc, png_path=None):
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels([row_label(doc, m).replace(" (", "\n(") for m in names], fontsize=8)
     several = len({str(r["seed"]) for r in _all_ok(doc)}) > 1
-    ax.set_ylabel("test score at the best validation epoch" + (" (mean ± std over seeds)" if several else ""))
+    ax.set_ylabel("test score" + (" (mean ± std over seeds)" if several else ""), fontsize=8)
     ax.set_title(f"{doc['dataset']}: test Recall@20 and NDCG@20")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.margins(y=0.15)
-    fig.text(0.02, 0.02, "\n".join(textwrap.wrap(caption(doc), 120)), fontsize=7, va="bottom", ha="left")
+    ax.legend(loc="upper right", fontsize=8, ncol=2)
+    ax.set_ylim(0.0, 1.25 * top if top > 0 else 1.0)  # headroom for the value labels and the legend
+    fig.text(0.02, 0.01, "\n".join(textwrap.wrap(caption(doc), 120)), fontsize=7, va="bottom", ha="left")
     if png_path:
         os.makedirs(os.path.dirname(os.path.abspath(png_path)), exist_ok=True)
         fig.savefig(png_path)
