@@ -138,7 +138,8 @@ def test_json_records_protocol_and_cost(compared):
     settings = [doc["runs"][m]["123"]["settings"] for m in ("BPR", "MICRO")]
     assert settings[0] == settings[1]
     assert settings[0]["benchmark_filename"] == ["train", "valid", "test"] and settings[0]["epochs"] == 2
-    assert {"test_mask_valid", "train_sampler"} <= set(settings[0])  # stated on the page once they exist
+    assert {"test_mask_valid", "train_sampler", "eval_candidates"} <= set(settings[0])  # stated on the page
+    assert settings[0]["eval_candidates"] == "all"
     assert doc["runs"]["MICRO"]["123"]["params"] > doc["runs"]["BPR"]["123"]["params"]
 
 
@@ -226,6 +227,29 @@ def test_baby_page_labels_reference_numbers_and_features(compared):
         assert f"| {model} | {recall} |" in section
     # the published numbers never enter the results table
     assert "0.0992" not in page_text.split("## Published reference numbers", 1)[0]
+
+
+def test_page_states_cold_start_ranking_and_only_the_overrides_a_model_reads(compared):
+    """A cold-start run's page says the ranking is over each split's cold items; an override that only
+    MICRO reads (contrastive_mode) is listed for MICRO, not for BPR which ignores it."""
+    _, out, _, _ = compared
+    doc = load_results(str(out / "syn.json"))
+    evaluation = [line for line in page.render_page(doc).splitlines() if line.startswith("- **Evaluation:**")]
+    assert len(evaluation) == 1 and "over all items," in evaluation[0] and "cold" not in evaluation[0]
+    for model in ("BPR", "MICRO"):
+        run = model_runs(doc, model)[0]
+        put_run(doc, dict(run, settings=dict(run["settings"], eval_candidates="cold"),
+                          overrides=dict(run["overrides"], contrastive_mode="sampled", train_sampler="user")))
+    page_text = page.render_page(doc)
+    assert "over each split's cold items only (`eval_candidates: cold`" in page_text
+    rows = {line.split(" | ")[0][2:]: line for line in page_text.split("## Model settings", 1)[1].splitlines()
+            if line.startswith("| BPR |") or line.startswith("| MICRO |")}
+    assert "`contrastive_mode=sampled`" in rows["MICRO"] and "contrastive_mode" not in rows["BPR"]
+    assert "`train_sampler=user`" in rows["BPR"] and "`train_sampler=user`" in rows["MICRO"]  # every model reads it
+    old = {k: v for k, v in model_runs(doc, "BPR")[0]["settings"].items() if k != "eval_candidates"}
+    for model in ("BPR", "MICRO"):
+        put_run(doc, dict(model_runs(doc, model)[0], settings=old))
+    assert "over all items (`eval_candidates` not recorded by these runs)" in page.render_page(doc)
 
 
 FORMAT_1_FILES = {  # single-seed results of format 1: the 20-epoch Baby page (kept as a fixture) and any shipped one
