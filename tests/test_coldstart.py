@@ -217,3 +217,22 @@ def test_cold_items_get_content_embeddings(cold_data, tmp_path, model_name):
     scores = users[1:] @ items[cold_ids].t()  # every real user × the cold items
     assert (scores.std(dim=0) > 1e-4).all()  # per cold item, not constant over users
     assert (scores.std(dim=1) > 1e-4).all()  # per user, the cold items are told apart
+
+
+def test_chance_spread_of_a_random_global_list(tmp_path):
+    """benchmarks/cold_chance.py: item weights equal RecBole's user-averaged Recall of the items, their sum is 1
+    (every item listed = Recall 1), and random k-item lists average k / n."""
+    import importlib.util
+
+    from conftest import REPO
+    spec = importlib.util.spec_from_file_location("cold_chance", REPO / "benchmarks" / "cold_chance.py")
+    chance = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(chance)
+    path = tmp_path / "c.valid.inter"
+    rows = [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u3", "c"), ("u3", "c")]  # u3's duplicate counts once
+    path.write_text("user_id:token\titem_id:token\n" + "".join(f"{u}\t{i}\n" for u, i in rows))
+    weights, users = chance.item_weights(str(path))
+    assert users == 3 and weights.tolist() == pytest.approx([(1 / 2 + 1) / 3, (1 / 2) / 3, 1 / 3])  # a, b, c
+    assert weights.sum() == pytest.approx(1.0)
+    values = chance.random_list_recall(np.arange(1, 11) / 55, k=3, draws=4000, seed=1)
+    assert values.mean() == pytest.approx(3 / 10, abs=0.01) and values.std() > 0

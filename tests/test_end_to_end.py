@@ -109,7 +109,7 @@ def ablations(tmp_path_factory):
 
 @pytest.mark.parametrize("ablation", [a for a in ABLATIONS if a != "full"])
 def test_removing_a_micro_component_changes_what_is_learned(ablations, ablation):
-    (full, full_state), (result, state) = ablations["full"], ablations[ablation]
+    (_, full_state), (_, state) = ablations["full"], ablations[ablation]
     print({name: r["test_result"]["recall@20"] for name, (r, _) in ablations.items()})
     assert full_state.keys() == state.keys()
     moved = {k: (state[k] - full_state[k]).abs().max().item() for k in full_state if full_state[k].is_floating_point()}

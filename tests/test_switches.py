@@ -8,14 +8,12 @@ change the result (chunk sizes) are shown to leave it equal; the trainer keys (l
 lr_decay, lr_decay_period) are read back from the optimizer of a real training run.
 """
 
-from pathlib import Path
-
 import pytest
 import torch
 import yaml
 
 from conftest import REPO, run_config, train_on_synthetic
-from dense_reference import dense_backbone, dense_grace, dense_lattice, dense_micro, dense_ui_graph
+from dense_reference import dense_backbone, dense_lattice, dense_micro, dense_ui_graph
 from recbole_micro.model import micro as micro_module
 from recbole_micro.model.lattice import LATTICE
 from recbole_micro.model.micro import MICRO
