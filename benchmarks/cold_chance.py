@@ -5,9 +5,10 @@ read without knowing anything about the cold items.
 
 An ID-only model (BPR, LightGCN) never sees a cold item as a positive, so it ranks a split's cold items by
 embeddings that carry no information about them. Where its users share a dominant direction, that ranking is
-close to one global list for all users (then its valid Recall moves by several thousandths between validations,
-as measured, instead of staying at K / n as per-user random rankings averaged over 10,000 users would). Recall@K of a uniformly random global top-K list has expectation K / n
-(n = the split's cold items) but a wide spread: a few popular cold items in the list move it for every user
+close to one global list for all users (then its valid Recall moves by several thousandths between
+validations, as measured, instead of staying at K / n as per-user random rankings averaged over 10,000 users
+would). Recall@K of a uniformly random global top-K list has expectation K / n (n = the split's cold items)
+but a wide spread: a few popular cold items in the list move it for every user
 at once. Selecting the best of many validations of such a model on valid picks an upper tail of this
 distribution, and test (other items) falls back to chance. This script draws random lists (seeded) and prints
 the distribution per split. Per-user Recall@K = |list ∩ H_u| / |H_u| with H_u the user's held-out items, as

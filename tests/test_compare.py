@@ -230,24 +230,30 @@ def test_baby_page_labels_reference_numbers_and_features(compared):
 
 
 def test_page_states_cold_start_ranking_and_only_the_overrides_a_model_reads(compared):
-    """A cold-start run's page says the ranking is over each split's cold items; an override that only
-    MICRO reads (contrastive_mode) is listed for MICRO, not for BPR which ignores it."""
+    """A cold-start run's page says the ranking is over each split's cold items; an override of a key the
+    plugin's models add is listed only for the models whose yamls (the plugin's or RecBole's) define it:
+    contrastive_mode for MICRO, not BPR; reg_weight for MICRO and RecBole's LightGCN, not BPR."""
     _, out, _, _ = compared
     doc = load_results(str(out / "syn.json"))
     evaluation = [line for line in page.render_page(doc).splitlines() if line.startswith("- **Evaluation:**")]
     assert len(evaluation) == 1 and "over all items," in evaluation[0] and "cold" not in evaluation[0]
-    for model in ("BPR", "MICRO"):
+    put_run(doc, dict(model_runs(doc, "BPR")[0], model="LightGCN"))  # a RecBole model with reg_weight in its yaml
+    for model in ("BPR", "MICRO", "LightGCN"):
         run = model_runs(doc, model)[0]
         put_run(doc, dict(run, settings=dict(run["settings"], eval_candidates="cold"),
-                          overrides=dict(run["overrides"], contrastive_mode="sampled", train_sampler="user")))
+                          overrides=dict(run["overrides"], contrastive_mode="sampled", train_sampler="user",
+                                         reg_weight=0.001)))
     page_text = page.render_page(doc)
     assert "over each split's cold items only (`eval_candidates: cold`" in page_text
     rows = {line.split(" | ")[0][2:]: line for line in page_text.split("## Model settings", 1)[1].splitlines()
-            if line.startswith("| BPR |") or line.startswith("| MICRO |")}
-    assert "`contrastive_mode=sampled`" in rows["MICRO"] and "contrastive_mode" not in rows["BPR"]
-    assert "`train_sampler=user`" in rows["BPR"] and "`train_sampler=user`" in rows["MICRO"]  # every model reads it
+            if line.startswith(("| BPR |", "| MICRO |", "| LightGCN |"))}
+    assert "`contrastive_mode=sampled`" in rows["MICRO"] and "contrastive_mode" not in rows["BPR"] + rows["LightGCN"]
+    assert "`reg_weight=0.001`" in rows["MICRO"] and "`reg_weight=0.001`" in rows["LightGCN"]
+    assert "reg_weight" not in rows["BPR"].split("overrides", 1)[1]
+    for model in ("BPR", "MICRO", "LightGCN"):  # an overall key: every model reads it
+        assert "`train_sampler=user`" in rows[model]
     old = {k: v for k, v in model_runs(doc, "BPR")[0]["settings"].items() if k != "eval_candidates"}
-    for model in ("BPR", "MICRO"):
+    for model in ("BPR", "MICRO", "LightGCN"):
         put_run(doc, dict(model_runs(doc, model)[0], settings=old))
     assert "over all items (`eval_candidates` not recorded by these runs)" in page.render_page(doc)
 

@@ -12,6 +12,7 @@ import os
 import shlex
 import textwrap
 
+import recbole
 import yaml
 
 from recbole_micro.errors import ConfigError
@@ -31,6 +32,7 @@ BABY_DATASETS = ("baby", "baby-cold")  # the shared data's Baby: real interactio
 TARGET = "MICRO"  # the model tested against every other one
 RATIO_BASELINES = ("LightGCN", "LATTICE")  # the ratios the headline line states (all baselines if none ran)
 SIGNIFICANCE_METRIC = "recall@20"
+RECBOLE_PROPERTIES = os.path.join(os.path.dirname(os.path.abspath(recbole.__file__)), "properties")
 # MMRec's published Baby numbers (Zhou et al., MMRec toolbox; its own split, standard NDCG) and the
 # LATTICE paper's. Shown for orientation only, labelled as not from this run.
 REFERENCE_BABY = {
@@ -439,8 +441,9 @@ def _settings_section(doc, models):
     if not models:
         return []
     lines = ["## Model settings", "", "| model | hyper-parameters | source |", "|---|---|---|"]
-    # an override only one plugin model reads (contrastive_mode, say) is not listed for the models it leaves alone
-    other_models_keys = set().union(*(_model_keys(name) for name in _plugin_models()))
+    # an override of a key that plugin models add (contrastive_mode, say) is not listed for a model whose yamls,
+    # the plugin's and RecBole's, do not define it: that model never reads it
+    plugin_keys = frozenset().union(*(_plugin_keys(name) for name in _plugin_models()))
     for model in models:
         r = _ok(doc, model)[0]
         params = ", ".join(f"`{k}={v}`" for k, v in (r.get("hyper") or {}).items())
@@ -449,7 +452,7 @@ def _settings_section(doc, models):
                   else "defaults (RecBole's model yaml + the plugin's)")
         extra = {k: v for k, v in (r.get("overrides") or {}).items()
                  if k not in ("data_path", "checkpoint_dir", "state", "show_progress", "log_wandb", "seed")
-                 and not (k in other_models_keys and k not in _model_keys(r["model"]))}
+                 and not (k in plugin_keys and k not in _model_keys(r["model"]))}
         if extra:
             source += "; overrides " + ", ".join(f"`{k}={v}`" for k, v in extra.items())
         lines.append(f"| {model} | {params} | {source} |")
@@ -460,13 +463,22 @@ def _plugin_models():
     return sorted(f[:-len(".yaml")] for f in os.listdir(os.path.join(PROPERTIES_DIR, "model")) if f.endswith(".yaml"))
 
 
-def _model_keys(model):
-    """The config keys the plugin's ``properties/model/<model>.yaml`` defines (none for RecBole's own models)."""
-    path = os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml")
+@functools.lru_cache(maxsize=None)
+def _yaml_keys(path):
     if not os.path.isfile(path):
-        return set()
+        return frozenset()
     with open(path, encoding="utf-8") as handle:
-        return set(yaml.safe_load(handle) or {})
+        return frozenset(yaml.safe_load(handle) or {})
+
+
+def _plugin_keys(model):
+    """The config keys the plugin's ``properties/model/<model>.yaml`` defines."""
+    return _yaml_keys(os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"))
+
+
+def _model_keys(model):
+    """The config keys a model reads from its yamls: the plugin's and RecBole's ``properties/model/<model>.yaml``."""
+    return _plugin_keys(model) | _yaml_keys(os.path.join(RECBOLE_PROPERTIES, "model", f"{model}.yaml"))
 
 
 def tuned_export_name(tuned):
