@@ -49,7 +49,35 @@ def check_yaml_file(path, what="config file"):
     if node is not None and not isinstance(node, yaml.MappingNode):
         raise ConfigError(f"{path}: the {what} must be a mapping of `key: value` lines, found a yaml "
                           f"{'list' if isinstance(node, yaml.SequenceNode) else 'scalar'}")
+    tagged = _foreign_tag(node)
+    if tagged is not None:
+        mark = tagged.start_mark
+        tag = tagged.tag.replace(_YAML_TAG, "!!")
+        raise ConfigError(f"{path}: the {what} has the tag '{tag}' at line {mark.line + 1}, column {mark.column + 1}; "
+                          f"yaml files hold plain values only (tags that build Python objects are refused, "
+                          f"nothing was run): remove the tag")
     return path
+
+
+_YAML_TAG = "tag:yaml.org,2002:"
+_PLAIN_TAGS = {_YAML_TAG + t for t in ("null", "bool", "int", "float", "str", "seq", "map", "merge", "value",
+                                       "timestamp", "binary", "set", "omap", "pairs")}
+
+
+def _foreign_tag(node):
+    """The first node (depth first) whose tag yaml's safe loader cannot build from plain values
+    (``!!python/...``, ``!custom``), or None."""
+    stack = [node] if node is not None else []
+    while stack:
+        node = stack.pop()
+        if node.tag not in _PLAIN_TAGS:
+            return node
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in reversed(node.value):
+                stack.extend((value, key))
+    return None
 
 
 def ensure_dataset(name, data_path):

@@ -50,7 +50,7 @@ def read_hyper_file(path):
     ``quniform`` ``low,high,q`` (loguniform bounds are natural logs, as in hyperopt).
     """
     spec = {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # a UTF-8 BOM (Windows editors) is not part of the first key
         for number, raw in enumerate(f, 1):
             line = raw.split("#", 1)[0].strip()
             if not line:
