@@ -69,6 +69,6 @@ class LATTICE(MultimodalGraphRecommender):
         users, items = self.cf_embeddings(h)
         return users, items, h
 
-    def calculate_loss(self, interaction):
+    def losses(self, interaction):
         users, items, _ = self.forward()
         return self.pairwise_losses(interaction, users, items, self.reg_weight)

@@ -66,8 +66,7 @@ class MICRO(MultimodalGraphRecommender):
         users, items = self.cf_embeddings(fused)  # u_CF, i_CF + h/‖h‖ (Eq. 13)
         return users, items, modality_embeddings, fused
 
-    def calculate_loss(self, interaction):
-        self.restore_user_e = self.restore_item_e = None
+    def losses(self, interaction):
         user = interaction[self.USER_ID]
         pos = interaction[self.ITEM_ID]
         neg = interaction[self.NEG_ITEM_ID]

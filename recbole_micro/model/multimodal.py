@@ -10,13 +10,12 @@ r"""``MultimodalGraphRecommender``: the machinery MICRO and LATTICE share.
 
 Every kNN, normalisation and propagation goes through ``graphs.py``. A subclass defines what differs:
 ``learned_adj`` (how the item graph A is built), ``forward`` (what it does with A X_i) and
-``calculate_loss``. ``forward`` must return the final ``(users, items, ...)`` embeddings first.
+``losses``. ``forward`` must return the final ``(users, items, ...)`` embeddings first. Features,
+config checks, the evaluation cache and scoring come from ``multimodal_base.MultimodalRecommender``.
 """
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.model.init import xavier_uniform_initialization
 from recbole.utils import InputType
 
@@ -24,6 +23,7 @@ from recbole_micro.errors import ConfigError
 from recbole_micro.model import graphs
 from recbole_micro.model.backbones import Backbone, interaction_graph
 from recbole_micro.model.losses import bpr_loss, embedding_loss
+from recbole_micro.model.multimodal_base import MultimodalRecommender
 from recbole_micro.model.validation import check_micro_config
 
 
@@ -37,7 +37,7 @@ def _detached(adj):
     return adj.detach()
 
 
-class MultimodalGraphRecommender(GeneralRecommender):
+class MultimodalGraphRecommender(MultimodalRecommender):
     r"""Shared machinery of MICRO and LATTICE: raw features, modality projections, the original kNN
     graphs S̃_m (built once, §3.1) and the learned graphs Â_m (rebuilt every epoch, §3.2).
 
@@ -47,34 +47,27 @@ class MultimodalGraphRecommender(GeneralRecommender):
     input_type = InputType.PAIRWISE
 
     def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        check_micro_config(config, dataset)
-        self.embedding_size = config["embedding_size"]
+        super().__init__(config, dataset)  # check_config, embedding_size, modalities, evaluation cache
         self.knn_k = config["knn_k"]
         self.lambda_coeff = config["lambda_coeff"]
         self.knn_norm = config["knn_norm"]
         self.knn_chunk_size = config["knn_chunk_size"]
         self.n_item_layers = config["n_item_layers"]
-        self.modalities = list(dataset.modality_features)
 
-        # from_pretrained keeps the tensor it is given as the weight: trainable features get their own copy,
-        # or training would overwrite the dataset's (and every later model built from it would start from
-        # trained features). Frozen ones are never written by training and stay shared (no second copy).
-        freeze = bool(config["freeze_features"])
-        features = {m: x.to(self.device, copy=not freeze) for m, x in dataset.modality_features.items()}
-        self.features = nn.ModuleDict(
-            {m: nn.Embedding.from_pretrained(x, freeze=freeze) for m, x in features.items()}
-        )
+        # trainable features get their own copy (training would overwrite the dataset's); frozen ones are shared
+        self.features = self.feature_embeddings(dataset, freeze=bool(config["freeze_features"]))
+        features = {m: self.features[m].weight for m in self.modalities}
         self.projections = nn.ModuleDict(
             {m: nn.Linear(x.shape[1], self.embedding_size) for m, x in features.items()}
         )
         # Original graphs S̃_m from the raw features: fixed, rebuilt identically at load time.
-        self.original_adj = {m: self._knn_graph(x, with_grad=False) for m, x in features.items()}
+        self.original_adj = {m: self._knn_graph(x.detach(), with_grad=False) for m, x in features.items()}
         self.item_adj = None  # the item graph(s) A of the current epoch
         self._graph_stale = True
         self.backbone = None  # set by init_cf
-        self.restore_user_e = None
-        self.restore_item_e = None
+
+    def check_config(self, config, dataset):
+        check_micro_config(config, dataset)
 
     # ------------------------------------------------------------------ item graphs
     def _knn_graph(self, features, with_grad):
@@ -113,12 +106,10 @@ class MultimodalGraphRecommender(GeneralRecommender):
         return super().train(mode)
 
     def _apply(self, fn, *args, **kwargs):
-        """Move the (non-parameter) sparse graphs along with ``.to(device)``."""
+        """Move the (non-parameter) sparse graphs along with ``.to(device)`` (the backbone's: the base class)."""
         module = super()._apply(fn, *args, **kwargs)
         self.original_adj = {m: fn(a) for m, a in self.original_adj.items()}
         self.item_adj = None
-        if getattr(self, "backbone", None) is not None:
-            self.backbone.adj = fn(self.backbone.adj)
         return module
 
     # ------------------------------------------------------------------ CF part and scoring
@@ -134,7 +125,6 @@ class MultimodalGraphRecommender(GeneralRecommender):
             self.n_users,
             config["ngcf_dropout"],
         )
-        self.other_parameter_name = ["restore_user_e", "restore_item_e"]
 
     def init_parameters(self, config):
         r"""``init_scheme``: ``reference`` (default) — xavier-uniform ID embeddings X_u, X_i; every
@@ -159,24 +149,8 @@ class MultimodalGraphRecommender(GeneralRecommender):
         return users, items + F.normalize(item_content, p=2, dim=1)
 
     def pairwise_losses(self, interaction, users, items, reg_weight):
-        r"""(L_BPR, L_emb) of a batch on the final embeddings (§7); clears the evaluation cache."""
-        self.restore_user_e = self.restore_item_e = None
+        r"""(L_BPR, L_emb) of a batch on the final embeddings (§7)."""
         u = users[interaction[self.USER_ID]]
         i_pos = items[interaction[self.ITEM_ID]]
         i_neg = items[interaction[self.NEG_ITEM_ID]]
         return bpr_loss(u, i_pos, i_neg), embedding_loss(reg_weight, u, i_pos, i_neg)
-
-    def predict(self, interaction):
-        users, items = self._eval_embeddings()
-        return (users[interaction[self.USER_ID]] * items[interaction[self.ITEM_ID]]).sum(-1)
-
-    def full_sort_predict(self, interaction):
-        users, items = self._eval_embeddings()
-        return (users[interaction[self.USER_ID]] @ items.t()).view(-1)
-
-    def _eval_embeddings(self):
-        """Computed once per evaluation (graphs rebuilt under no_grad), cached until the next training step."""
-        if self.restore_user_e is None or self.restore_item_e is None:
-            with torch.no_grad():
-                self.restore_user_e, self.restore_item_e = self.forward()[:2]
-        return self.restore_user_e, self.restore_item_e

@@ -1,7 +1,8 @@
 """Checks of a run's configuration and data: one clear ``ConfigError`` naming the key, value and fix.
 
 ``check_run`` (every model, called once by ``quick_start.build`` before the split) covers the training
-keys and the interaction splits; ``check_micro_config`` the keys MICRO and LATTICE add.
+keys and the interaction splits; ``check_multimodal_config`` what every multimodal model reads (features,
+``embedding_size``); ``check_micro_config`` the keys MICRO and LATTICE add.
 """
 
 import difflib
@@ -131,14 +132,25 @@ def check_unknown_keys(config, cutoff=0.85):
             )
 
 
-def check_micro_config(config, dataset):
-    """Validate the keys shared by MICRO and LATTICE against the dataset they will run on."""
+def check_multimodal_config(config, dataset):
+    """Validate what every multimodal model reads: no misspelt key, item features present, an
+    ``embedding_size`` > 0, and ``reg_weight`` >= 0 where the model has one."""
     check_unknown_keys(config)
     if not getattr(dataset, "modality_features", None):
         raise FeatureError(
             f"model {config['model']} needs item features, but dataset '{config['dataset']}' has none: "
             f"list its feature atoms in `modalities` (e.g. `modalities: [image, text]`)"
         )
+    _require(isinstance(config["embedding_size"], int) and not isinstance(config["embedding_size"], bool)
+             and config["embedding_size"] > 0, "embedding_size", config["embedding_size"], "an integer > 0")
+    if "reg_weight" in config:
+        _require(isinstance(config["reg_weight"], (int, float)) and config["reg_weight"] >= 0, "reg_weight",
+                 config["reg_weight"], "a number >= 0")
+
+
+def check_micro_config(config, dataset):
+    """Validate the keys shared by MICRO and LATTICE against the dataset they will run on."""
+    check_multimodal_config(config, dataset)
     n_real_items = dataset.item_num - 1  # without [PAD]
     k = config["knn_k"]
     _require(isinstance(k, int) and 0 < k < n_real_items, "knn_k", k, f"an integer in [1, {n_real_items - 1}] (fewer than the {n_real_items} items)")

@@ -1,0 +1,102 @@
+r"""``MultimodalRecommender``: what every multimodal model of the plugin needs.
+
+* the item feature atoms of ``dataset.modality_features`` (any number of modalities, ``modalities``
+  in their order), as tensors on the model's device or as (frozen / trainable) embedding tables;
+* the configuration checks common to them (``validation.check_multimodal_config``; subclasses with
+  more keys override ``check_config``);
+* the evaluation cache: the final user and item embeddings are computed once per evaluation
+  (``scoring_embeddings`` under ``no_grad``), kept in ``restore_user_e`` / ``restore_item_e`` (RecBole's
+  names, saved as ``other_parameter``) and cleared by every training step (``calculate_loss``) and
+  every ``model.train()``;
+* ``predict`` / ``full_sort_predict`` as inner products of the cached embeddings.
+
+A subclass defines ``forward`` (returning the final ``(users, items, ...)`` first, or overriding
+``scoring_embeddings``) and ``losses(interaction)`` (a tensor or a tuple of loss terms, named by
+``loss_names``). The graph machinery of MICRO and LATTICE lives in ``multimodal.py``
+(``MultimodalGraphRecommender``, a subclass); VBPR and BM3 subclass this class directly.
+"""
+
+import torch
+import torch.nn as nn
+from recbole.model.abstract_recommender import GeneralRecommender
+
+from recbole_micro.model.validation import check_multimodal_config
+
+
+class MultimodalRecommender(GeneralRecommender):
+    r"""Features, config checks, evaluation cache and scoring shared by the plugin's multimodal models."""
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.check_config(config, dataset)
+        self.embedding_size = config["embedding_size"]
+        self.modalities = list(dataset.modality_features)
+        self.restore_user_e = None
+        self.restore_item_e = None
+        self.other_parameter_name = ["restore_user_e", "restore_item_e"]
+
+    def check_config(self, config, dataset):
+        """Validate the keys this model reads (one ``ConfigError`` naming key, value and fix)."""
+        check_multimodal_config(config, dataset)
+
+    # ------------------------------------------------------------------ features
+    def feature_tensors(self, dataset, copy=False):
+        r"""``{modality: E_m}`` (N × d_m float tensors, [PAD] row 0 included) on the model's device.
+
+        ``copy=True`` gives tensors of their own (needed for anything training writes into): the dataset's
+        tensors are shared by every model built from it."""
+        return {m: x.to(self.device, copy=copy) for m, x in dataset.modality_features.items()}
+
+    def feature_embeddings(self, dataset, freeze):
+        r"""``nn.ModuleDict`` of ``nn.Embedding`` tables holding E_m; trainable tables (``freeze=False``)
+        get a copy of the features (``from_pretrained`` keeps the tensor it is given as the weight, and
+        training would otherwise overwrite the dataset's); frozen ones share the dataset's tensor."""
+        features = self.feature_tensors(dataset, copy=not freeze)
+        return nn.ModuleDict({m: nn.Embedding.from_pretrained(x, freeze=freeze) for m, x in features.items()})
+
+    # ------------------------------------------------------------------ training
+    def calculate_loss(self, interaction):
+        """RecBole's training step: clears the evaluation cache, then ``losses(interaction)``."""
+        self.clear_eval_cache()
+        return self.losses(interaction)
+
+    def losses(self, interaction):
+        """The loss term(s) of one batch."""
+        raise NotImplementedError
+
+    def clear_eval_cache(self):
+        self.restore_user_e = self.restore_item_e = None
+
+    def train(self, mode=True):
+        """RecBole calls ``model.train()`` at every epoch start: cached evaluation embeddings are stale."""
+        if mode:
+            self.clear_eval_cache()
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        """Move a CF backbone's (non-parameter) sparse graph along with ``.to(device)``."""
+        module = super()._apply(fn, *args, **kwargs)
+        if getattr(self, "backbone", None) is not None and getattr(self.backbone, "adj", None) is not None:
+            self.backbone.adj = fn(self.backbone.adj)
+        return module
+
+    # ------------------------------------------------------------------ scoring
+    def scoring_embeddings(self):
+        r"""The (users, items) embeddings whose inner products are the scores: ``forward()[:2]`` by default."""
+        return self.forward()[:2]
+
+    def eval_embeddings(self):
+        """``scoring_embeddings()`` computed once per evaluation (no gradient), cached until the next
+        training step."""
+        if self.restore_user_e is None or self.restore_item_e is None:
+            with torch.no_grad():
+                self.restore_user_e, self.restore_item_e = self.scoring_embeddings()
+        return self.restore_user_e, self.restore_item_e
+
+    def predict(self, interaction):
+        users, items = self.eval_embeddings()
+        return (users[interaction[self.USER_ID]] * items[interaction[self.ITEM_ID]]).sum(-1)
+
+    def full_sort_predict(self, interaction):
+        users, items = self.eval_embeddings()
+        return (users[interaction[self.USER_ID]] @ items.t()).view(-1)
