@@ -56,7 +56,7 @@ def main():
     args = parser.parse_args()
     sys.argv = sys.argv[:1]
     import torch
-    from recbole.data import data_preparation
+    from recbole_micro.data.caches import data_preparation
 
     from recbole_micro.config import Config
     from recbole_micro.model.micro import MICRO

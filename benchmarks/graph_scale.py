@@ -77,7 +77,7 @@ def child_graphs(n, knn_chunk):
 
 def child_train(n, steps, samples, freeze=False):
     sys.argv = sys.argv[:1]
-    from recbole.data import data_preparation
+    from recbole_micro.data.caches import data_preparation
 
     from recbole_micro.config import Config
     from recbole_micro.data.synthetic import make_synthetic_dataset

@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_micro.data.caches import check_cache_keys
 from recbole_micro.data.dataset import parse_modalities
 from recbole_micro.data.locate import check_yaml_file, ensure_dataset
 from recbole_micro.errors import ConfigError
@@ -72,11 +73,20 @@ class Config(RecBoleConfig):
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
         super().__init__(model, dataset, config_file_list, config_dict)
+        self._refuse_cache_keys(config_file_list)
         self._add_modality_atoms()
         for key in EVALUATED_BY_RECBOLE:
             value = self.final_config_dict.get(key)
             if value is not None and not (isinstance(value, str) and value.isidentifier()):
                 raise ConfigError(f"config key '{key}' is {value!r}; it must be a model class name (RecBole evaluates it)")
+
+    def _refuse_cache_keys(self, config_file_list):
+        """RecBole's pickle caches stay off (``data.caches``): one line naming the source that turns one on."""
+        files = ", ".join(str(f) for f in config_file_list or [])
+        for values, where in ((self.cmd_config_dict, "command line"), (self.variable_config_dict, "config_dict"),
+                              (self.file_config_dict, f"config file(s) {files}"),
+                              (self.final_config_dict, "the plugin's or RecBole's yaml defaults")):
+            check_cache_keys(values, where)
 
     def _build_yaml_loader(self):
         return _SafeLoader
@@ -115,6 +125,7 @@ class Config(RecBoleConfig):
 
     def _add_yaml(self, file, is_dataset):
         config_dict = self._update_internal_config_dict(file) or {}
+        check_cache_keys(config_dict, file)  # e.g. the dataset's own yaml in its data folder
         if is_dataset:
             self.parameters["Dataset"] += [k for k in config_dict if k not in self.parameters["Dataset"]]
 

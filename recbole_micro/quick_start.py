@@ -14,11 +14,11 @@ import time
 from logging import getLogger
 
 import torch
-from recbole.data import data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_micro.checkpoint import load_checkpoint, load_state
 from recbole_micro.config import Config, config_from_data
+from recbole_micro.data.caches import check_cache_keys, data_preparation
 from recbole_micro.data.default import DEFAULT_DATASET
 from recbole_micro.data.locate import has_atoms
 from recbole_micro.data.sampler import train_dataloader
@@ -30,8 +30,9 @@ from recbole_micro.utils import create_dataset, get_model, get_trainer
 
 
 def prepare_data(config, data):
-    r"""RecBole's ``data_preparation`` with the plugin's protocol: the training batches of
-    ``train_sampler`` (``user``: the reference's) and the test mask of ``test_mask_valid``."""
+    r"""RecBole's ``data_preparation`` (without its pickled dataloader cache: ``data.caches``) with the
+    plugin's protocol: the training batches of ``train_sampler`` (``user``: the reference's) and the test
+    mask of ``test_mask_valid``."""
     train_data, valid_data, test_data = data_preparation(config, data)
     train_data = train_dataloader(config, train_data)  # train_sampler: user = the reference's batches
     apply_test_mask(config, test_data, train_data._dataset)  # test_mask_valid: False = the reference's test ranking
@@ -214,6 +215,7 @@ def load_data_and_model(model_file, data_path=None):
 def rebuild_config(checkpoint, model_file, data_path=None):
     """The ``Config`` of a loaded checkpoint; one clear line when the data folder it names is gone."""
     saved = checkpoint["config"]
+    check_cache_keys(saved, f"checkpoint {model_file} refused: its stored config")  # crafted: training refuses them
     root = os.path.abspath(str(data_path)) if data_path is not None else saved.get("data_path")
     dataset = saved["dataset"]
     if not isinstance(root, str) or (dataset != DEFAULT_DATASET and not has_atoms(os.path.join(root, dataset), dataset)):

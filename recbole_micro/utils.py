@@ -12,11 +12,11 @@ import os
 import re
 
 import recbole
-from recbole.data import create_dataset as recbole_create_dataset
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
 import recbole_micro.properties
+from recbole_micro.data.caches import close_model_loaders, dataset_class as recbole_dataset_class
 from recbole_micro.errors import ConfigError, DatasetNotFoundError
 
 PROPERTIES_DIR = os.path.dirname(os.path.abspath(recbole_micro.properties.__file__))
@@ -74,7 +74,7 @@ def get_model(model_name):
     if names[model_name].startswith("recbole_micro."):
         return getattr(importlib.import_module(names[model_name]), model_name)
     try:
-        return recbole_get_model(model_name)
+        return close_model_loaders(recbole_get_model(model_name))
     except ImportError as exc:  # RecBole's exlib models need packages of their own
         raise ConfigError(
             f"model {model_name!r} needs the package {exc.name!r}, which is not installed: pip install {exc.name}"
@@ -94,15 +94,15 @@ def get_trainer(model_type, model_name):
 
 def create_dataset(config):
     r"""``<Model>Dataset`` from ``recbole_micro.data.dataset`` if it exists; ``MultimodalDataset`` when
-    the config names ``modalities`` (so baselines see the same items as MICRO); else RecBole's."""
+    the config names ``modalities`` (so baselines see the same items as MICRO); else the class RecBole's
+    ``create_dataset`` picks, always built from the atomic files (never RecBole's pickled dataset cache:
+    ``data.caches``)."""
     check_split_files(config)
     dataset_module = importlib.import_module("recbole_micro.data.dataset")
     dataset_class = getattr(dataset_module, f"{config['model']}Dataset", None)
     if dataset_class is None and config["modalities"]:
         dataset_class = dataset_module.MultimodalDataset
-    if dataset_class is None:
-        return recbole_create_dataset(config)
-    return dataset_class(config)
+    return (dataset_class or recbole_dataset_class(config))(config)
 
 
 def check_split_files(config):
