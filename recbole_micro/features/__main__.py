@@ -1,0 +1,117 @@
+"""Command line: raw item text or images → a feature atom ready for ``modalities: [...]``.
+
+    python -m recbole_micro.features text ITEMS --name NAME --modality MODALITY --fields F1,F2,... --model MODEL
+           [--out atomic_data] [--join ' '] [--batch-size 64] [--device cuda] [--overwrite] [--no-progress]
+    python -m recbole_micro.features image SRC --name NAME --model ARCH [--weights FILE] [--modality image]
+           [--size 224] [--out atomic_data] [--batch-size 32] [--device cuda] [--overwrite] [--no-progress]
+
+Writes ``OUT/NAME/NAME.MODALITY`` and prints one summary line. Bad input: one ``error:`` line on stderr,
+exit status 2. Ctrl-C (130) / SIGTERM (143): one line; the finished batches are kept and the same command
+resumes after them; no atom is half-written.
+"""
+
+import argparse
+import signal
+import sys
+
+from recbole_micro.features.store import FeatureBuildError, build_atom, choose_device, digest
+
+PROG = "python -m recbole_micro.features"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + error
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _parser():
+    parser = _Parser(prog=PROG, description="Encode item text or images into a RecBole feature atom.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{text,image}", parser_class=_Parser)
+
+    def common(p, modality, batch):
+        p.add_argument("--name", required=True, help="dataset name: the atom is OUT/NAME/NAME.MODALITY")
+        p.add_argument("--modality", default=modality, help=f"modality name, the atom's suffix (default {modality})")
+        p.add_argument("--out", default="atomic_data", help="folder of the datasets (default atomic_data)")
+        p.add_argument("--batch-size", type=int, default=batch, help=f"items per batch (default {batch})")
+        p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the GPU when there is one)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing atom")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("text", help="CSV/TSV with an item_id column → sentence-transformers embeddings")
+    p.add_argument("items", metavar="ITEMS", help="CSV or TSV table with a header, an item_id column and the fields")
+    p.add_argument("--fields", required=True, help="comma-separated text columns, joined in this order")
+    p.add_argument("--join", default=" ", help="separator placed between the fields (default: a space)")
+    p.add_argument("--model", required=True, help="sentence-transformers model name or folder, e.g. all-MiniLM-L6-v2")
+    common(p, "text", 64)
+    p = sub.add_parser("image", help="folder (or list file) of images named by item id → pooled CNN features")
+    p.add_argument("src", metavar="SRC", help="folder of images <item_id>.<ext>, or a file with one path per line")
+    p.add_argument("--model", required=True, help="architecture: torchvision or timm name (or a registered one)")
+    p.add_argument("--weights", default=None, help="local state-dict file (read weights-only); default: the "
+                                                   "library's pretrained weights")
+    p.add_argument("--size", type=int, default=224, help="input resolution in pixels (default 224)")
+    common(p, "image", 32)
+    return parser
+
+
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler so that the clean-up runs as for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread
+        previous = None
+    kept = "finished batches are kept: run the same command again to resume; no atom was half-written"
+    try:
+        return _run(args)
+    except FeatureBuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted; {kept}", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print(f"{PROG} {args.command}: terminated (SIGTERM); {kept}", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args):
+    device = choose_device(args.device)
+    if args.command == "text":
+        from recbole_micro.features.text import SentenceEncoder, read_item_texts
+
+        tokens, texts = read_item_texts(args.items, args.fields.split(","), args.join)
+        encoder = SentenceEncoder(args.model, device)
+        report = build_atom(args.out, args.name, args.modality, tokens, texts, encoder, digest(tokens, texts),
+                            args.batch_size, args.overwrite, progress=True if args.no_progress else None)
+        why = "empty text"
+    else:
+        import os
+
+        from recbole_micro.features.image import ImageEncoder, list_images
+
+        tokens, paths, missing = list_images(args.src)
+        stamps = [[p, os.stat(p).st_size, os.stat(p).st_mtime_ns] if os.path.isfile(p) else [p] for p in paths]
+        encoder = ImageEncoder(args.model, device, args.weights, args.size)
+        report = build_atom(args.out, args.name, args.modality, tokens, paths, encoder, digest(tokens, stamps),
+                            args.batch_size, args.overwrite, progress=True if args.no_progress else None)
+        why = f"{len(missing)} missing, {report.skipped - len(missing)} unreadable images"
+    skipped = (f"; {report.skipped} items without a row ({why}): the dataset's missing_feature rule applies"
+               if report.skipped else "")
+    resumed = f", resumed after {report.resumed} of {report.batches} batches" if report.resumed else ""
+    speed = f", {report.items_per_s:.1f} items/s" if report.encoded_items else ""
+    print(f"wrote {report.path}: {report.rows} items x {report.dims} dims on {device}{resumed}{speed}{skipped}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
