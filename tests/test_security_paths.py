@@ -204,3 +204,44 @@ def test_ldiffrec_item_embedding_file_is_read_as_arrays_only(tmp_path):
     assert not marker.exists()
     np.save(tmp_path / "plain.npy", np.arange(6.0).reshape(2, 3))
     assert module.np.load(tmp_path / "plain.npy", allow_pickle=True).tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+# ------------------------------------------------------------------------------ 3. run-defining keys in files
+RUN_DEFINING = {"model": "['BPR']", "dataset": "['other']", "data_path": "['elsewhere']", "checkpoint_dir": "['victim']",
+                "seed": "[1, 2, 3]", "benchmark_filename": "[['train', 'valid', 'test']]", "save_dataset": "[True]",
+                "dataloaders_save_path": "['evil']", "pre_model_path": "['evil']", "ip": "['attacker']",
+                "log_wandb": "[True]"}
+
+
+@pytest.mark.parametrize("key", sorted(RUN_DEFINING))
+def test_search_space_setting_a_run_defining_key_is_refused(trained, tmp_path, key):
+    from recbole_micro.tools.search import tune_model
+
+    root, _ = trained
+    space = tmp_path / "evil.hyper"
+    space.write_text(f"learning_rate choice [0.01]\n{key} choice {RUN_DEFINING[key]}\n")
+    out = tmp_path / "export"
+    overrides = [f"--data_path={root}", f"--checkpoint_dir={tmp_path / 'saved'}", "--state=ERROR", "--epochs=1"]
+    with pytest.raises(ConfigError) as info:
+        tune_model("MICRO", "syn", params_file=str(space), output_file=str(out), overrides=overrides)
+    one_line(info.value, str(space), f"'{key}' cannot be set by a search space or tuning export",
+             f"--{key}=")
+    assert not (tmp_path / "saved").exists() and not Path(f"{out}.json").exists()  # nothing trained
+
+
+@pytest.mark.parametrize("key,value", [("model", "BPR"), ("seed", 7), ("checkpoint_dir", "victim"),
+                                       ("dataset", "syn"), ("save_dataloaders", True), ("port", 5678)])
+def test_tuning_export_setting_a_run_defining_key_is_refused(trained, tmp_path, key, value):
+    from recbole_micro.tools.compare import run_comparison
+    from recbole_micro.tools.export import FORMAT
+
+    root, _ = trained
+    export = tmp_path / "MICRO-syn.json"
+    export.write_text(json.dumps({"format": FORMAT, "model": "MICRO", "dataset": "syn", "trials": [
+        {"params": {"learning_rate": 0.01, key: value}, "status": "ok", "best_valid_score": 0.2}]}))
+    out = tmp_path / "results"
+    with pytest.raises(ConfigError) as info:
+        run_comparison("syn", "MICRO", tuned=str(export), out=str(out),
+                       overrides=[f"--data_path={root}", f"--checkpoint_dir={tmp_path / 'saved'}", "--state=ERROR"])
+    one_line(info.value, str(export), f"'{key}' cannot be set by a search space or tuning export")
+    assert not out.exists() and not (tmp_path / "saved").exists()

@@ -180,8 +180,29 @@ def typed_params(params, known, where):
     return typed
 
 
+#: Keys a search space or tuning export may not set, and why: they define the run itself (what is trained,
+#: on which data and split, under which seed), where it reads and writes, or whom it talks to.
+RUN_KEYS = dict(
+    {k: "it names what is trained and on which data" for k in ("model", "dataset", "data_path", "benchmark_filename")},
+    seed="the training seed is the search's own (the same for every trial), or --seeds of the comparison",
+    checkpoint_dir="where the run writes is named on the command line",
+    **{k: "RecBole's pickle caches are never used" for k in ("save_dataset", "dataset_save_path", "save_dataloaders",
+                                                             "dataloaders_save_path")},
+    **{k: "it names a file the model reads" for k in ("pre_model_path", "pretrain_path", "mf_pretrain_path",
+                                                      "mlp_pretrain_path", "warm_up")},
+    **{k: "it sets up processes and network connections" for k in ("world_size", "nproc", "offset", "ip", "port",
+                                                                   "local_rank")},
+    **{k: "it sends the run to an outside service" for k in ("log_wandb", "wandb_project")},
+)
+
+
 def check_key(key, known, where):
-    """One-line ``ConfigError`` (with the close names) for a key the model's configuration does not have."""
+    """One-line ``ConfigError`` for a key a file may not set (``RUN_KEYS``), or (with the close names) one the
+    model's configuration does not have."""
+    if isinstance(key, str) and key in RUN_KEYS:
+        raise ConfigError(f"{where}: '{key}' cannot be set by a search space or tuning export ({RUN_KEYS[key]}); "
+                          f"remove it from the file and set it on the command line (--{key}=...) or in a yaml "
+                          f"config file")
     if isinstance(key, str) and key in known:
         return
     close = difflib.get_close_matches(str(key), [k for k in known if isinstance(k, str)], n=3)
