@@ -8,7 +8,8 @@ whose values are never evaluated (``config.config_from_data``). A file whose pic
 beyond torch's own tensor rebuilding is refused before unpickling, with one line naming the file and
 the global. Tensors are always read onto the CPU (a GPU checkpoint loads on a CPU-only machine; RNG
 states and Adam's step counters stay on the CPU); ``load_state_dict`` moves parameters and
-optimiser moments to the model's device.
+optimiser moments to the model's device, ``load_state`` the other parameters (evaluation caches are
+dropped: recomputed on the model's device).
 
 Keys: RecBole's (``config``, ``epoch``, ``cur_step``, ``best_valid_score``, ``state_dict``,
 ``other_parameter``, ``optimizer``) plus ``best_valid_result`` (Python floats), ``kind`` (``best``:
@@ -18,6 +19,7 @@ the run's best checkpoint), ``rng`` (every random stream training draws from, as
 training interactions, checked when the file is loaded).
 """
 
+import itertools
 import os
 import pickle
 import random
@@ -116,7 +118,29 @@ def load_state(model, checkpoint, path):
             f"data and config, or retrain"
         )
     model.load_state_dict(saved)
-    model.load_other_parameter(checkpoint.get("other_parameter"))
+    model.load_other_parameter(other_parameters_for(model, checkpoint.get("other_parameter")))
+
+
+def other_parameters_for(model, saved):
+    """RecBole's ``other_parameter`` of a checkpoint (read onto the CPU), fit for ``model``: evaluation caches
+    (``restore_*``, RecBole's name for them) are dropped and recomputed at the next prediction, every other
+    tensor moves to the model's device. Put back as read, a GPU model would index a CPU cache with device
+    ids at its first ``full_sort_predict`` (issue 21)."""
+    if not saved:
+        return saved
+    device = next(itertools.chain(model.parameters(), model.buffers()), None)
+    device = device.device if device is not None else getattr(model, "device", "cpu")
+
+    def move(value):
+        if isinstance(value, torch.Tensor):
+            return value.to(device)
+        if isinstance(value, (list, tuple)):
+            return type(value)(move(v) for v in value)
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        return value
+
+    return {key: None if key.startswith("restore_") else move(value) for key, value in saved.items()}
 
 
 def rng_state(generator=None):
