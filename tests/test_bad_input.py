@@ -7,6 +7,7 @@ cases run in a subprocess and must exit 2 with one ``error:`` line and no traceb
 """
 
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -225,6 +226,13 @@ def test_cli_duplicate_modality(tmp_path, syn):
 
 
 # ------------------------------------------------------------------------------------------ 9. model names
+# the plugin's models: every recbole_micro/model/<name>.py defining class <Name> (read here from the files)
+PLUGIN_MODELS = ", ".join(sorted(
+    cls for path in (REPO / "recbole_micro" / "model").glob("*.py")
+    for cls in re.findall(r"^class (\w+)\(", path.read_text(), re.M) if cls.lower() == path.stem))
+assert {"LATTICE", "MICRO", "FREEDOM"} <= set(PLUGIN_MODELS.split(", "))
+
+
 @pytest.mark.parametrize("name, suggestion", [
     ("lightgcn", "did you mean 'LightGCN'?"),
     ("micro", "did you mean 'MICRO'?"),
@@ -235,14 +243,14 @@ def test_miscased_or_misspelt_model_lists_close_names(name, suggestion):
     with pytest.raises(ConfigError) as info:
         get_model(name)
     check(message(info), f"model '{name}' is not a known model", "case-sensitive", suggestion,
-          "plugin's models (LATTICE, MICRO)")
+          f"plugin's models ({PLUGIN_MODELS})")
 
 
 def test_unknown_model_without_close_name():
     with pytest.raises(ConfigError) as info:
         get_model("NoSuchModel")
     text = message(info)
-    check(text, "model 'NoSuchModel' is not a known model", "LATTICE, MICRO", "BPR")
+    check(text, "model 'NoSuchModel' is not a known model", PLUGIN_MODELS, "BPR")
     assert "lightgbm" not in text.lower() and "did you mean" not in text
 
 

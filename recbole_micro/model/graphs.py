@@ -261,3 +261,81 @@ def weighted_sum(adjs, weights):
     index = torch.cat([a.indices() for a in adjs], dim=1)
     values = torch.cat([weights[m] * a.values() for m, a in enumerate(adjs)])
     return torch.sparse_coo_tensor(index, values, (n, n), check_invariants=False).coalesce()
+
+
+# ------------------------------------------------------------------ FREEDOM and LGMRec
+def binary_knn_graph(features, k, norm_type="sym", chunk_size=1024):
+    r"""FREEDOM's frozen modality graph (Zhou & Shen 2023, §3.1.1): the UNWEIGHTED kNN graph of
+    ``features`` (Ŝ_ij = 1 for the k most cosine-similar j of row i, the item itself included), then
+    normalised, e.g. ``sym`` D^-1/2 Ŝ D^-1/2 with D the row sums (= k: every edge gets 1/k, as the
+    authors' code computes it). N × N sparse, N·k non-zeros, no gradient."""
+    index = cosine_topk(features, k, chunk_size)
+    n = features.shape[0]
+    rows = torch.arange(n, device=features.device).repeat_interleave(k)
+    cols = index.reshape(-1)
+    ones = torch.ones(rows.numel(), dtype=features.dtype, device=features.device)
+    return to_sparse(rows, cols, normalize_edges(rows, cols, ones, n, norm_type), n)
+
+
+def bipartite_graph(users, items, n_users, n_items, norm_type="sym", dtype=torch.float32):
+    r"""The (U+N) × (U+N) user–item graph [[0, R], [Rᵀ, 0]] of the interactions (``users[k]``, ``items[k]``),
+    each edge weight 1 then normalised: ``sym`` gives 1/√(d_u d_i) on both directions of every edge, with the
+    degrees d counted in THESE interactions (LightGCN's Â; FREEDOM's pruned graph, Eq. 5 of its paper)."""
+    n = n_users + n_items
+    rows = torch.cat([users, items + n_users])
+    cols = torch.cat([items + n_users, users])
+    ones = torch.ones(rows.numel(), dtype=dtype, device=users.device)
+    return to_sparse(rows, cols, normalize_edges(rows, cols, ones, n, norm_type), n)
+
+
+def degree_edge_weights(users, items, n_users, n_items):
+    r"""p_k = 1/√(d_u d_i) of every interaction k (FREEDOM's degree-sensitive weights, paper Eq. 4)."""
+    n = n_users + n_items
+    rows = torch.cat([users, items + n_users])
+    cols = torch.cat([items + n_users, users])
+    ones = torch.ones(rows.numel(), device=users.device)
+    return normalize_edges(rows, cols, ones, n, "sym")[: users.numel()]
+
+
+def sample_edges(weights, n_keep, replacement=False, generator=None):
+    r"""Indices of the edges kept by FREEDOM's degree-sensitive pruning, sorted.
+
+    ``replacement=False`` (the authors' code, ``torch.multinomial`` without replacement): ``n_keep`` distinct
+    edges drawn one after another, each with probability ∝ ``weights`` among those not yet drawn.
+    ``replacement=True`` (the paper's "multinomial distribution with n trials"): ``n_keep`` independent
+    draws ∝ ``weights``; an edge drawn more than once is kept once, so fewer than ``n_keep`` may remain.
+    """
+    if n_keep <= 0:
+        return torch.zeros(0, dtype=torch.long, device=weights.device)
+    if not replacement and n_keep >= weights.numel():
+        return torch.arange(weights.numel(), device=weights.device)
+    drawn = torch.multinomial(weights, n_keep, replacement=replacement, generator=generator)
+    return torch.unique(drawn)
+
+
+def rectangular(rows, cols, values, shape):
+    """A coalesced ``shape[0] × shape[1]`` sparse COO matrix (duplicates summed), for ``sparse_mm``."""
+    index = torch.stack([rows, cols])
+    return torch.sparse_coo_tensor(index, values, shape, check_invariants=False).coalesce()
+
+
+def hypergraph_propagate(item_hyper, user_hyper, x, n_layers):
+    r"""LGMRec's hypergraph message passing (Guo et al. 2024, global hypergraph embedding), dense N × A
+    and U × A dependency matrices (A hyperedges, a handful):
+
+    E_i^{h+1} = H_i (H_iᵀ E_i^h),   E_u^{h+1} = H_u (H_iᵀ E_i^h);  returns (E_u^{L}, E_i^{L}), L ≥ 1.
+    """
+    users = None
+    for _ in range(n_layers):
+        hyperedges = item_hyper.t() @ x  # A × d: the hyperedge embeddings
+        x = item_hyper @ hyperedges
+        users = user_hyper @ hyperedges
+    return users, x
+
+
+def mean_propagate(adj, x, n_layers):
+    r"""LightGCN's readout (He et al. 2020, Eq. 8 with α_l = 1/(L+1)): mean(X, ÂX, …, Â^L X)."""
+    layers = [x]
+    for _ in range(n_layers):
+        layers.append(sparse_mm(adj, layers[-1]))
+    return torch.stack(layers, dim=1).mean(dim=1)
