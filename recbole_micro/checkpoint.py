@@ -28,6 +28,7 @@ import re
 import numpy as np
 import torch
 
+from recbole_micro.checkpoint_fields import check_fields
 from recbole_micro.errors import CheckpointError
 
 FORMAT = 2  # checkpoint["format"]: 2 = data only (config as a dict, token lists)
@@ -84,6 +85,7 @@ def load_checkpoint(path, map_location="cpu"):
     if not isinstance(config, dict) or not all(isinstance(config.get(k), str) for k in ("model", "dataset")):
         raise CheckpointError(f"checkpoint {path} holds no config with 'model' and 'dataset' names; it was not "
                               f"written by this plugin's current version: retrain")
+    check_fields(checkpoint, path)  # a malformed epoch, rng, optimizer, data or state_dict: one line
     return checkpoint
 
 

@@ -24,7 +24,7 @@ from recbole_micro.checkpoint import (
     set_rng_state,
 )
 from recbole_micro.config import config_to_data
-from recbole_micro.errors import ConfigError, RecboleMicroError
+from recbole_micro.errors import CheckpointError, ConfigError, RecboleMicroError
 from recbole_micro.evaluation import CandidateEvalMixin
 from recbole_micro.token_ids import check_identity, data_identity
 
@@ -122,7 +122,13 @@ class SafeCheckpointMixin:
         self.best_valid_score = checkpoint["best_valid_score"]
         self.best_valid_result = checkpoint.get("best_valid_result") or None
         # CPU state: Adam's step counters stay on the CPU (no sync per step), moments move to the parameters
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        try:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:  # groups or sizes of another model
+            raise CheckpointError(
+                f"checkpoint {resume_file}: field 'optimizer' does not fit this model's optimizer ({exc}); "
+                f"resume with the optimizer settings of the saved run, or retrain"
+            ) from None
         self._resume_rng = checkpoint.get("rng")
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 

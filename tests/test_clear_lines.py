@@ -5,11 +5,18 @@ Library calls raise a ``RecboleMicroError`` whose one-line message is checked; c
 2 with one ``error:`` line and no traceback.
 """
 
-import pytest
+import subprocess
+import sys
 
-from conftest import run_config
+import pytest
+import torch
+
+from conftest import REPO, run_config, train_on_synthetic
+from recbole_micro.checkpoint import last_checkpoint
 from recbole_micro.config import Config
-from recbole_micro.errors import ConfigError, RecboleMicroError
+from recbole_micro.errors import CheckpointError, ConfigError, RecboleMicroError
+from recbole_micro.quick_start import run_recbole_micro
+from recbole_micro.recommend import recommend
 from recbole_micro.tools.space import read_hyper_file
 
 SMALL = dict(n_users=40, n_items=50, n_clusters=4, per_user=(5, 8), dims={"image": 8, "text": 4})
@@ -30,6 +37,20 @@ def message(info):
 def check(text, *parts):
     for part in parts:
         assert part in text, (part, text)
+
+
+def run_cli(*args, script="run_recbole_micro.py"):
+    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+def assert_cli_error(result, *parts):
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    check(lines[0], *parts)
+    return lines[0]
 
 
 # ------------------------------------------------------------------------------------------ 6. yaml tags
@@ -71,3 +92,101 @@ def test_utf8_bom_at_the_start_of_a_hyper_file(tmp_path):
     space.write_bytes("learning_rate choice [0.001, 0.01]\nknn_k choice [5]\n".encode("utf-8-sig"))
     assert space.read_bytes()[:3] == b"\xef\xbb\xbf"
     assert read_hyper_file(str(space)) == {"choice": {"learning_rate": [0.001, 0.01], "knn_k": [5]}}
+
+
+# ------------------------------------------------------------------------------------------ 7. checkpoint fields
+@pytest.fixture(scope="module")
+def bpr_run(tmp_path_factory):
+    """A 2-epoch BPR run: ``(root, best checkpoint, its -last resume point)``."""
+    def train(root):
+        config = run_config(root, epochs=2, eval_step=1)
+        return run_recbole_micro(model="BPR", dataset="syn", config_dict=config)["checkpoint"]
+
+    root, best = train_on_synthetic(tmp_path_factory, "fields", SMALL, train)
+    return root, best, last_checkpoint(best)
+
+
+def _altered(source, target, edit):
+    state = torch.load(source, weights_only=True)
+    edit(state)
+    torch.save(state, target, pickle_protocol=2)
+    return str(target)
+
+
+def _set(key, value):
+    return lambda state: state.__setitem__(key, value)
+
+
+def _first_parameter_as_text(state):
+    state["state_dict"] = dict(state["state_dict"])
+    state["state_dict"][next(iter(state["state_dict"]))] = "hello"
+
+
+FIELD_CASES = [  # (id, edit, expected part of the line)
+    ("rng-str", _set("rng", "x"), "field 'rng' is 'x' (a str); it must be a dict of random states"),
+    ("rng-python", _set("rng", {"python": 5}), "field 'rng' cannot be restored (TypeError: cannot unpack"),
+    ("rng-numpy", _set("rng", {"numpy": (1, 2)}), "field 'rng' cannot be restored (ValueError: not enough values"),
+    ("rng-torch-size", _set("rng", {"torch": torch.zeros(3, dtype=torch.uint8)}),
+     "field 'rng' cannot be restored (RuntimeError: Expected a CPUGeneratorImplState of size"),
+    ("epoch-str", _set("epoch", "five"), "field 'epoch' is 'five' (a str); it must be an integer >= -1"),
+    ("epoch-none", _set("epoch", None), "field 'epoch' is None (a NoneType); it must be an integer >= -1"),
+    ("optimizer-str", _set("optimizer", "x"), "field 'optimizer' is 'x' (a str); it must be an optimizer state_dict"),
+    ("optimizer-groups", _set("optimizer", {"state": {}, "param_groups": "x"}),
+     "field 'optimizer' has 'param_groups' 'x' (a str); it must be a list of dicts with integer 'params'"),
+    ("data-str", _set("data", "x"), "field 'data' is 'x' (a str); it must be the token ids of the training data"),
+    ("data-keys", _set("data", {"users": 3}), "field 'data' has 'user_field' None (a NoneType); it must be a field name"),
+    ("state_dict-str", _first_parameter_as_text,
+     "field 'state_dict' has 'user_embedding.weight' = 'hello' (a str); every parameter must be a tensor"),
+    ("other_parameter-str", _set("other_parameter", "x"), "field 'other_parameter' is 'x' (a str)"),
+    ("best_valid_score-str", _set("best_valid_score", "x"), "field 'best_valid_score' is 'x' (a str); it must be a number"),
+]
+
+
+@pytest.mark.parametrize("edit, expected", [c[1:] for c in FIELD_CASES], ids=[c[0] for c in FIELD_CASES])
+def test_malformed_checkpoint_field_is_one_line_on_resume_and_recommend(tmp_path, bpr_run, edit, expected):
+    root, _best, last = bpr_run
+    path = _altered(last, tmp_path / "altered.pth", edit)
+    before = (tmp_path / "altered.pth").read_bytes()
+    for action in (lambda: run_recbole_micro(model="BPR", dataset="syn", resume=path,
+                                             config_dict=run_config(root, epochs=3, eval_step=1,
+                                                                    checkpoint_dir=str(tmp_path / "saved"))),
+                   lambda: recommend(path, ["1", "2"], topk=3)):
+        with pytest.raises(CheckpointError) as info:
+            action()
+        check(message(info), f"checkpoint {path}: ", expected, "the file was altered or is corrupt",
+              "use another checkpoint or retrain")
+    assert (tmp_path / "altered.pth").read_bytes() == before  # refused before anything was written
+    assert not (tmp_path / "saved").exists()
+
+
+def test_optimizer_of_other_parameter_groups_is_one_line_on_resume(tmp_path, bpr_run):
+    root, _best, last = bpr_run
+
+    def two_groups(state):
+        state["optimizer"]["param_groups"] = state["optimizer"]["param_groups"] * 2
+
+    path = _altered(last, tmp_path / "groups.pth", two_groups)
+    with pytest.raises(CheckpointError) as info:
+        run_recbole_micro(model="BPR", dataset="syn", resume=path,
+                          config_dict=run_config(root, epochs=3, eval_step=1, checkpoint_dir=str(tmp_path / "s")))
+    check(message(info), f"checkpoint {path}: field 'optimizer' does not fit this model's optimizer",
+          "different number of parameter groups")
+
+
+def test_epoch_minus_one_written_by_recbole_is_accepted(tmp_path, bpr_run):
+    """RecBole saves epoch -1 when a run starts with no epoch left: a valid checkpoint."""
+    _root, best, _last = bpr_run
+    path = _altered(best, tmp_path / "minus.pth", _set("epoch", -1))
+    assert len(recommend(path, ["1"], topk=3)[0]["items"]) == 3
+
+
+@pytest.mark.parametrize("command", ["resume", "recommend"])
+def test_cli_malformed_checkpoint_field(tmp_path, bpr_run, command):
+    root, _best, last = bpr_run
+    path = _altered(last, tmp_path / "altered.pth", _set("epoch", "five"))
+    if command == "resume":
+        args = ("--model", "BPR", "--dataset", "syn", f"--data_path={root}", f"--checkpoint_dir={tmp_path / 's'}",
+                "--state=ERROR", "--epochs=3", "--resume", path)
+    else:
+        args = ("recommend", "--checkpoint", path, "--users", "1")
+    assert_cli_error(run_cli(*args), f"checkpoint {path}: field 'epoch' is 'five' (a str)")

@@ -220,7 +220,7 @@ def test_yaml_python_tags_are_not_constructed(trained, tmp_path):
     marker = tmp_path / "marker"
     evil = tmp_path / "evil.yaml"
     evil.write_text(f"learning_rate: !!python/object/apply:os.system ['touch {marker}']\n")
-    with pytest.raises(yaml.YAMLError):
+    with pytest.raises(ConfigError, match=r"tag '!!python/object/apply:os.system' at line 1, column 16"):
         Config(model="MICRO", dataset="syn", config_file_list=[str(evil)], config_dict={"data_path": str(root)})
     plain = tmp_path / "plain.yaml"
     plain.write_text("learning_rate: 1e-3\nknn_k: 4\n")  # RecBole's float form without a dot still reads as a float
