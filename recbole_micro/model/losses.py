@@ -31,6 +31,19 @@ def embedding_loss(reg_weight, *embeddings):
     return reg_weight * 0.5 * sum(e.pow(2).sum() for e in embeddings) / batch_size
 
 
+REG_NORMS = ("frobenius", "squared")
+
+
+def norm_regulariser(embeddings, denominator, reg_norm="frobenius"):
+    r"""R = Σ_e ‖e‖_F / n (``frobenius``: MMRec's ``EmbLoss``, un-squared norms, as the VBPR and BM3 code use
+    it) or Σ_e ‖e‖²_F / n (``squared``: the papers' λ‖Θ‖² form); n = ``denominator``."""
+    if reg_norm not in REG_NORMS:
+        raise ValueError(f"reg_norm must be one of {REG_NORMS}, got {reg_norm!r}")
+    if reg_norm == "squared":
+        return sum(e.pow(2).sum() for e in embeddings) / denominator
+    return sum(torch.linalg.norm(e) for e in embeddings) / denominator
+
+
 def contrastive_loss(z1, z2, temperature=0.5, chunk_size=4096, negatives=None, population=None, precision="fp32"):
     r"""GRACE-style InfoNCE of MICRO (Eq. 11–12): one direction, cosine similarity c, temperature τ.
 

@@ -132,6 +132,33 @@ def check_unknown_keys(config, cutoff=0.85):
             )
 
 
+def check_choice(config, key, choices):
+    """``config[key]`` is one of ``choices`` (strings)."""
+    _require(config[key] in choices, key, config[key], f"one of {list(choices)}")
+
+
+def check_bool(config, key):
+    """``config[key]`` is True or False (not 0/1 nor a string)."""
+    _require(isinstance(config[key], bool), key, config[key], "True or False")
+
+
+def check_int(config, key, low=0):
+    """``config[key]`` is an integer >= ``low`` (not a bool)."""
+    value = config[key]
+    _require(isinstance(value, int) and not isinstance(value, bool) and value >= low, key, value, f"an integer >= {low}")
+
+
+def check_number(config, key, low=0.0, high=None, low_open=False, high_open=False):
+    """``config[key]`` is a number in [low, high] (a bound ``None`` is open-ended; ``*_open`` excludes it)."""
+    value = config[key]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low is None or (value > low if low_open else value >= low))
+    ok = ok and (high is None or (value < high if high_open else value <= high))
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+    hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+    _require(ok, key, value, "a number " + " and ".join(p for p in (lo, hi) if p))
+
+
 def check_multimodal_config(config, dataset):
     """Validate what every multimodal model reads: no misspelt key, item features present, an
     ``embedding_size`` > 0, and ``reg_weight`` >= 0 where the model has one."""
