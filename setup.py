@@ -22,6 +22,10 @@ INSTALL_REQUIRES = [
     "packaging>=20",
     "matplotlib>=3.7",
 ]
+# The encoders of `python -m recbole_micro.features` (README, "From raw text and images to features"). Neither
+# asks for a torch beyond >= 1.11, so the installed torch is kept (pip install --dry-run lists no torch).
+# torchvision and timm are used when importable, not required: their wheels must match the local torch build.
+FEATURES = ["sentence-transformers>=2.3", "pillow>=9"]
 
 setup(
     name="recbole-micro",
@@ -35,6 +39,6 @@ setup(
     package_data={"recbole_micro.properties": ["*.yaml", "model/*.yaml", "dataset/*.yaml", "hyper/*.hyper"],
                   "recbole_micro": ["_standin/pkg_resources/*.py"]},  # a path entry, not a subpackage
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"], "features": FEATURES},
     entry_points={"console_scripts": ["recbole-micro=recbole_micro.cli:main"]},
 )

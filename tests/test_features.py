@@ -22,6 +22,7 @@ from recbole_micro.config import Config
 from recbole_micro.features import __main__ as cli
 from recbole_micro.features.image import build_backbone, load_image, register_architecture
 from recbole_micro.features.store import build_atom, job_key, partial_folder
+from recbole_micro.features.text import read_item_texts
 from recbole_micro.utils import create_dataset
 
 HAVE_ST = importlib.util.find_spec("sentence_transformers") is not None
@@ -214,6 +215,17 @@ def test_text_bad_input_is_one_line(tmp_path, capsys):
     rc, _, err = run_cli(capsys, *text_args(good, tmp_path, model="./no/such/model"))
     one_error_line(rc, err, "model folder ./no/such/model not found", "modules.json")
     assert not (tmp_path / "out").exists()
+
+
+def test_read_item_texts_csv_tsv_and_recbole_atom(tmp_path):
+    """Fields joined in the --fields order, empty ones left out, whitespace collapsed; a byte-order mark and
+    RecBole's ``name:type`` headers (e.g. ml-100k.item) are accepted."""
+    csv_path = tmp_path / "items.csv"
+    csv_path.write_text("\ufeffgenre,item_id,title\n\"Crime, Drama\",7,Heat\n,3,  Up   there \n,9,\n", encoding="utf-8")
+    assert read_item_texts(csv_path, ["title", "genre"], " | ") == (["7", "3", "9"], ["Heat | Crime, Drama", "Up there", ""])
+    atom_path = tmp_path / "ml.item"
+    atom_path.write_text("item_id:token\tmovie_title:token_seq\tclass:token_seq\n1\tToy Story\tAnimation Comedy\n")
+    assert read_item_texts(atom_path, ["movie_title", "class"]) == (["1"], ["Toy Story Animation Comedy"])
 
 
 @pytest.mark.skipif(HAVE_ST, reason="checks the message shown when sentence-transformers is not installed")

@@ -1,6 +1,7 @@
 """Item text → sentence embeddings (sentence-transformers), one vector per item.
 
-The input is a CSV or TSV table with an ``item_id`` column; the text of an item is its ``fields`` joined in
+The input is a CSV or TSV table with an ``item_id`` column (a RecBole atomic file with ``name:type``
+headers, such as ``ml-100k.item``, works as is); the text of an item is its ``fields`` joined in
 the given order (empty fields left out). MMRec's text features are ``all-MiniLM-L6-v2`` embeddings of
 title + brand + categories + description (384-d); LATTICE/MICRO used ``stsb-roberta-large`` (1024-d).
 An item whose fields are all empty gets no row (the dataset's ``missing_feature`` rule).
@@ -70,6 +71,8 @@ def read_item_texts(path, fields, join=" "):
         raise FeatureBuildError(f"{path}: line {start} is not valid {'TSV' if sep == chr(9) else 'CSV'} ({exc}); "
                                 f"fix the quoting of that row") from None
     header = [h.strip() for h in rows[0]]
+    if all(h.count(":") == 1 for h in header):  # a RecBole atomic file (``item_id:token``, ...): the names
+        header = [h.split(":")[0] for h in header]
     missing = [c for c in [ITEM_COLUMN] + fields if c not in header]
     if missing:
         raise FeatureBuildError(f"{path}: no column {', '.join(repr(m) for m in missing)} in the header {header}; "
@@ -165,8 +168,9 @@ class SentenceEncoder:
         """Vectors of the non-empty texts; an empty text gets a zero row and ``ok`` False."""
         ok = np.array([bool(t.strip()) for t in texts], dtype=bool)
         found = self.model.encode([t for t in texts if t.strip()], batch_size=len(texts), convert_to_numpy=True,
-                                  show_progress_bar=False)
-        dims = self.model.get_sentence_embedding_dimension()
+                                  show_progress_bar=False) if ok.any() else np.zeros((0, 1))
+        dims = (getattr(self.model, "get_embedding_dimension", None)
+                or self.model.get_sentence_embedding_dimension)()  # renamed in sentence-transformers 5
         vectors = np.zeros((len(texts), dims), dtype=np.float32)
         vectors[ok] = np.asarray(found, dtype=np.float32).reshape(int(ok.sum()), dims)
         return vectors, ok
