@@ -24,12 +24,13 @@ import os
 import pickle
 import random
 import re
+import tempfile
 
 import numpy as np
 import torch
 
 from recbole_micro.checkpoint_fields import check_fields
-from recbole_micro.errors import CheckpointError
+from recbole_micro.errors import CheckpointError, ConfigError
 
 FORMAT = 2  # checkpoint["format"]: 2 = data only (config as a dict, token lists)
 _NOT_DATA = ("it was not written by this plugin's current version (or was altered): a checkpoint holds data "
@@ -203,3 +204,24 @@ def resume_point(checkpoint):
     or None when training never reached a save."""
     found = [p for p in (last_checkpoint(checkpoint), checkpoint) if p and os.path.isfile(p)]
     return max(found, key=os.path.getmtime) if found else None
+
+
+def check_checkpoint_dir(folder):
+    """Create ``checkpoint_dir`` and prove it writable (a probe file is created and removed) before any data
+    is loaded or epoch trained; one ``ConfigError`` naming the folder (or the regular file in its way)."""
+    folder = os.path.abspath(str(folder))
+    existing = folder
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"checkpoint_dir {folder} cannot be created: {existing} is a regular file, not a folder; "
+                          f"pass --checkpoint_dir=<a writable folder>")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+        os.close(handle)
+        os.remove(probe)
+    except OSError as exc:
+        raise ConfigError(f"checkpoint_dir {folder} cannot be written ({exc.strerror or exc}); pass "
+                          f"--checkpoint_dir=<a writable folder>") from None
+    return folder

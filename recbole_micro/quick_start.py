@@ -16,7 +16,7 @@ from logging import getLogger
 import torch
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
-from recbole_micro.checkpoint import load_checkpoint, load_state
+from recbole_micro.checkpoint import check_checkpoint_dir, load_checkpoint, load_state
 from recbole_micro.config import Config, config_from_data
 from recbole_micro.data.caches import check_cache_keys, data_preparation
 from recbole_micro.data.default import DEFAULT_DATASET
@@ -42,6 +42,7 @@ def prepare_data(config, data):
 def build(model=None, dataset=None, config_file_list=None, config_dict=None, quiet=False):
     r"""Config, dataloaders, model and trainer of one run (everything but training)."""
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    check_checkpoint_dir(config["checkpoint_dir"])  # before any data is loaded or epoch trained
     init_seed(config["seed"], config["reproducibility"])
     if quiet:
         logger = getLogger()

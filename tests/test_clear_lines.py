@@ -5,6 +5,7 @@ Library calls raise a ``RecboleMicroError`` whose one-line message is checked; c
 2 with one ``error:`` line and no traceback.
 """
 
+import os
 import subprocess
 import sys
 
@@ -190,3 +191,49 @@ def test_cli_malformed_checkpoint_field(tmp_path, bpr_run, command):
     else:
         args = ("recommend", "--checkpoint", path, "--users", "1")
     assert_cli_error(run_cli(*args), f"checkpoint {path}: field 'epoch' is 'five' (a str)")
+
+
+# ------------------------------------------------------------------------------------------ 8. checkpoint_dir
+def _unwritable_folder(tmp_path):
+    """A folder this process cannot write into: read-only permissions, or /sys (refused even to root)."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return str(folder / "saved"), "Permission denied"
+    if not os.path.isdir("/sys/kernel"):
+        pytest.skip("running as root without /sys: no folder here is unwritable")
+    return "/sys/recbole-micro-test", "Operation not permitted"
+
+
+def _checkpoint_dir_cases(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder\n")
+    unwritable, reason = _unwritable_folder(tmp_path)
+    return [
+        (str(tmp_path / "a-file" / "saved"), f"checkpoint_dir {tmp_path / 'a-file' / 'saved'} cannot be created: "
+                                             f"{tmp_path / 'a-file'} is a regular file, not a folder"),
+        (str(tmp_path / "a-file"), f"checkpoint_dir {tmp_path / 'a-file'} cannot be created: {tmp_path / 'a-file'} "
+                                   f"is a regular file"),
+        (unwritable, f"checkpoint_dir {unwritable} cannot be written ({reason})"),
+    ]
+
+
+def test_checkpoint_dir_is_checked_before_any_data_is_loaded(tmp_path, syn, monkeypatch):
+    import recbole_micro.quick_start as quick_start
+
+    def no_data(config):
+        raise AssertionError("the data was loaded before checkpoint_dir was checked")
+
+    monkeypatch.setattr(quick_start, "create_dataset", no_data)
+    for folder, expected in _checkpoint_dir_cases(tmp_path):
+        with pytest.raises(ConfigError) as info:
+            run_recbole_micro(model="BPR", dataset=syn, config_dict=run_config(tmp_path, checkpoint_dir=folder))
+        check(message(info), expected, "pass --checkpoint_dir=<a writable folder>")
+
+
+def test_cli_checkpoint_dir_through_a_regular_file(tmp_path, syn):
+    (tmp_path / "a-file").write_text("x\n")
+    folder = tmp_path / "a-file" / "saved"
+    assert_cli_error(run_cli("--model", "BPR", "--dataset", syn, f"--data_path={tmp_path}", f"--checkpoint_dir={folder}",
+                             "--state=ERROR", "--epochs=1"),
+                     f"checkpoint_dir {folder} cannot be created: {tmp_path / 'a-file'} is a regular file")
