@@ -230,7 +230,7 @@ def test_cli_duplicate_modality(tmp_path, syn):
 PLUGIN_MODELS = ", ".join(sorted(
     cls for path in (REPO / "recbole_micro" / "model").glob("*.py")
     for cls in re.findall(r"^class (\w+)\(", path.read_text(), re.M) if cls.lower() == path.stem))
-assert {"LATTICE", "MICRO", "FREEDOM"} <= set(PLUGIN_MODELS.split(", "))
+assert {"LATTICE", "MICRO", "FREEDOM", "LGMRec"} <= set(PLUGIN_MODELS.split(", "))
 
 
 @pytest.mark.parametrize("name, suggestion", [

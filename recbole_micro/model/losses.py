@@ -308,3 +308,16 @@ def contrastive_loss_autograd(z1, z2, temperature=0.5, chunk_size=4096):
         denominator = refl.sum(1) + between.sum(1) - refl[rows, rows + start]
         losses.append(-torch.log(positive / denominator))
     return torch.cat(losses).mean()
+
+
+def candidate_infonce(anchor, positive, candidates, temperature):
+    r"""InfoNCE against a candidate set, SUMMED over the anchors (LGMRec's hypergraph contrastive term):
+
+    Σ_b −log( e^{c(a_b, p_b)/τ} / Σ_j e^{c(a_b, z_j)/τ} ),  c the cosine, z_j every row of ``candidates``
+    (which holds the positives themselves, so the positive is also in the denominator). Written with
+    logsumexp: the same value as the exp / log form, without overflow. Memory B × |candidates|.
+    """
+    a = F.normalize(anchor, p=2, dim=1)
+    p = F.normalize(positive, p=2, dim=1)
+    z = F.normalize(candidates, p=2, dim=1)
+    return (torch.logsumexp(a @ z.t() / temperature, dim=1) - (a * p).sum(1) / temperature).sum()
