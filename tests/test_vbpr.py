@@ -212,3 +212,19 @@ def test_a_misspelt_key_is_refused(tmp_path, synthetic):
     name = synthetic("syn", **TINY, dims=DIMS[2])
     with pytest.raises(ConfigError, match="'reg_norn' is not a known key of VBPR \\(did you mean 'reg_norm'\\?\\)"):
         build("VBPR", name, config_dict=run_config(tmp_path, device="cpu", use_gpu=False, reg_norn="squared"))
+
+
+@pytest.mark.parametrize("model, typo, key", [("VBPR", "item_bais", "item_bias"), ("BM3", "cl_weigth", "cl_weight")])
+def test_shipped_spaces_and_keys_are_known_to_the_checks(tmp_path, synthetic, model, typo, key):
+    """The shipped grids of VBPR and BM3 search keys their resolved configs have, accepted as they are; a
+    one-letter typo of one of their own keys is refused by the unknown-key check."""
+    from recbole_micro.tools.space import check_space
+    from recbole_micro.tools.values import known_keys, resolve_config
+
+    name = synthetic("syn", **TINY, dims=DIMS[2])
+    spec = read_hyper_file(find_params_file(model))
+    config = resolve_config(model, name, None, run_config(tmp_path))
+    assert set(spec["choice"]) <= set(config.final_config_dict)
+    assert check_space(spec, known_keys(config), model) == spec
+    with pytest.raises(ConfigError, match=f"'{typo}' is not a known key of {model} \\(did you mean '{key}'\\?\\)"):
+        build(model, name, config_dict=run_config(tmp_path, device="cpu", use_gpu=False, **{typo: 1}))
