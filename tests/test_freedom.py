@@ -16,8 +16,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
-from conftest import run_config, train_on_synthetic
+from conftest import REPO, run_config, train_on_synthetic
 from dense_reference import dense_normalise, padded
 from recbole_micro.checkpoint import load_checkpoint
 from recbole_micro.errors import ConfigError
@@ -119,7 +120,8 @@ def test_found_by_name_with_the_authors_defaults(built):
 
 
 @pytest.mark.parametrize("key, value", [("dropout", 1.0), ("dropout", -0.1), ("mm_image_weight", 1.5),
-                                        ("edge_sampling", "uniform"), ("n_ui_layers", -1), ("knn_k", 0)])
+                                        ("edge_sampling", "uniform"), ("n_ui_layers", -1), ("knn_k", 0),
+                                        ("knn_k", 18), ("freeze_features", "yes")])
 def test_bad_values_are_one_clear_error(built, key, value):
     with pytest.raises(ConfigError, match=f"config key '{key}'"):
         freedom_in_float64(built[2], **{key: value})
@@ -371,3 +373,35 @@ def test_removing_a_freedom_component_changes_what_is_learned(trained, ablation)
     if ablation == "no pruning":
         n_edges = drawn[0].numel()
         assert all(d.numel() == n_edges for d in drawn) and full_drawn[0].numel() == int(n_edges * (1 - 0.8))
+
+
+# ------------------------------------------------------------------------------ the remaining switches
+def test_knn_chunk_size_leaves_the_item_graph_equal(built):
+    _, whole, _ = freedom_in_float64(built[3], knn_chunk_size=1024)
+    _, chunked, _ = freedom_in_float64(built[3], knn_chunk_size=2)
+    assert torch.equal(whole.item_adj.to_dense(), chunked.item_adj.to_dense())
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_freeze_features(built, freeze):
+    r"""False (the authors'): the raw features are parameters the modality BPR terms train; True: fixed, no
+    gradient, the projections still trained."""
+    _, model, train_data = freedom_in_float64(built[2], freeze_features=freeze)
+    model.train()
+    sum(model.calculate_loss(next(iter(train_data)))).backward()
+    for m in model.modalities:
+        assert model.features[m].weight.requires_grad is not freeze
+        grad = model.features[m].weight.grad
+        assert (grad is None) if freeze else grad.abs().max() > 0
+        assert model.projections[m].weight.grad.abs().max() > 0
+    raw = train_data._dataset.modality_features["image"]
+    assert model.features["image"].weight.data_ptr() != raw.data_ptr() or freeze  # trainable: a copy of its own
+
+
+SWITCH_TESTED = {"embedding_size", "knn_k", "knn_chunk_size", "mm_image_weight", "n_mm_layers", "n_ui_layers",
+                 "dropout", "edge_sampling", "reg_weight", "freeze_features"}
+
+
+def test_every_yaml_key_is_tested():
+    keys = set(yaml.safe_load((REPO / "properties" / "model" / "FREEDOM.yaml").read_text()))
+    assert keys - {"learning_rate"} == SWITCH_TESTED  # learning_rate: RecBole's optimiser

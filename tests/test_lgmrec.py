@@ -13,9 +13,10 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import yaml
 from recbole.data.interaction import Interaction
 
-from conftest import run_config, train_on_synthetic
+from conftest import REPO, run_config, train_on_synthetic
 from dense_reference import dense_normalise
 from recbole_micro.checkpoint import load_checkpoint
 from recbole_micro.errors import ConfigError
@@ -181,7 +182,8 @@ def test_found_by_name_with_the_authors_baby_defaults(tmp_path, synthetic):
 
 
 @pytest.mark.parametrize("key, value", [("keep_rate", 0.0), ("n_hyper_layer", 0), ("hyper_num", 0),
-                                        ("cf_model", "ngcf"), ("reg_norm", "l1"), ("temperature", 0.0), ("alpha", -1)])
+                                        ("cf_model", "ngcf"), ("reg_norm", "l1"), ("temperature", 0.0), ("alpha", -1),
+                                        ("hyper_eval_noise", 1)])
 def test_bad_values_are_one_clear_error(built, key, value):
     with pytest.raises(ConfigError, match=f"config key '{key}'"):
         lgmrec_in_float64(built[2], **{key: value})
@@ -313,3 +315,27 @@ def test_the_hypergraph_is_trained_and_shapes_the_rankings(trained):
     overlap = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(top_with, top_without)) / (50 * 20)
     assert overlap < 0.99, overlap  # measured 0.965: 35 of the 1,000 top-20 entries change
     assert 0.0 < full_result["test_result"]["recall@20"] <= 1.0
+
+
+# ------------------------------------------------------------------------------ the remaining switches
+@pytest.mark.parametrize("keep_rate", [0.25, 1.0])
+def test_keep_rate_is_the_dropout_of_the_dependencies_in_training_only(built, keep_rate):
+    _, model, _ = lgmrec_in_float64(built[2], keep_rate=keep_rate)
+    assert model.drop.p == pytest.approx(1.0 - keep_rate)
+    model.train()
+    torch.manual_seed(0)
+    users, items = model.hyperedge_dependencies("image")
+    kept = (items[1:] != 0).double().mean().item()
+    assert kept == pytest.approx(keep_rate, abs=0.15)
+    model.eval()
+    users, items = model.hyperedge_dependencies("image")
+    torch.testing.assert_close(items[1:].sum(1), torch.ones(model.n_items - 1, dtype=torch.float64))  # rows of a softmax
+
+
+SWITCH_TESTED = {"embedding_size", "cf_model", "n_ui_layers", "n_mm_layers", "n_hyper_layer", "hyper_num",
+                 "keep_rate", "alpha", "cl_weight", "reg_weight", "temperature", "hyper_eval_noise", "reg_norm"}
+
+
+def test_every_yaml_key_is_tested():
+    keys = set(yaml.safe_load((REPO / "properties" / "model" / "LGMRec.yaml").read_text()))
+    assert keys - {"learning_rate"} == SWITCH_TESTED  # learning_rate: RecBole's optimiser

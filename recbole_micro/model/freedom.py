@@ -40,7 +40,7 @@ from recbole_micro.errors import ConfigError
 from recbole_micro.model import graphs
 from recbole_micro.model.losses import bpr_loss
 from recbole_micro.model.multimodal_base import MultimodalRecommender
-from recbole_micro.model.validation import check_multimodal_config
+from recbole_micro.model.validation import check_bool, check_choice, check_int, check_multimodal_config, check_number
 
 EDGE_SAMPLINGS = ("distinct", "trials")
 
@@ -64,19 +64,6 @@ def modality_weights(modalities, image_weight):
     return [image_weight if m == "image" else rest for m in modalities]
 
 
-def _require(ok, key, value, rule):
-    if not ok:
-        raise ConfigError(f"config key '{key}' is {value!r}; it must be {rule}")
-
-
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _count(value, low):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
 class FREEDOM(MultimodalRecommender):
     r"""FREEDOM: a frozen multimodal kNN item graph and a degree-sensitively pruned user–item graph.
 
@@ -93,7 +80,7 @@ class FREEDOM(MultimodalRecommender):
         self.n_ui_layers = config["n_ui_layers"]
         self.reg_weight = config["reg_weight"]
         self.dropout = config["dropout"]
-        self.edge_sampling = config["edge_sampling"] or "distinct"
+        self.edge_sampling = config["edge_sampling"]
         self.mm_image_weight = config["mm_image_weight"]
 
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
@@ -101,7 +88,7 @@ class FREEDOM(MultimodalRecommender):
         nn.init.xavier_uniform_(self.user_embedding.weight)
         nn.init.xavier_uniform_(self.item_embedding.weight)
         # raw features E_m (trainable by default, as the authors') and their projections x̃^m = W_m e^m + b_m
-        self.features = self.feature_embeddings(dataset, freeze=bool(config["freeze_features"]))
+        self.features = self.feature_embeddings(dataset, freeze=config["freeze_features"])
         self.projections = nn.ModuleDict(
             {m: nn.Linear(self.features[m].weight.shape[1], self.embedding_size) for m in self.modalities}
         )
@@ -109,7 +96,7 @@ class FREEDOM(MultimodalRecommender):
         # S: built once from the raw features, never updated (the "frozen" graph)
         alphas = modality_weights(self.modalities, self.mm_image_weight)
         parts = [graphs.pad_graph(graphs.binary_knn_graph(self.features[m].weight.detach()[1:], self.knn_k, "sym",
-                                                          config["knn_chunk_size"] or 1024))
+                                                          config["knn_chunk_size"]))
                  for m in self.modalities]
         self.item_adj = graphs.weighted_sum(parts, alphas)
 
@@ -122,17 +109,16 @@ class FREEDOM(MultimodalRecommender):
 
     def check_config(self, config, dataset):
         check_multimodal_config(config, dataset)
+        for key, low in (("knn_k", 1), ("knn_chunk_size", 1), ("n_mm_layers", 0), ("n_ui_layers", 0)):
+            check_int(config, key, low)
         n_real_items = dataset.item_num - 1
-        k = config["knn_k"]
-        _require(_count(k, 1) and k < n_real_items, "knn_k", k, f"an integer in [1, {n_real_items - 1}]")
-        for key in ("n_mm_layers", "n_ui_layers"):
-            _require(_count(config[key], 0), key, config[key], "an integer >= 0")
-        _require(_number(config["dropout"]) and 0.0 <= config["dropout"] < 1.0, "dropout", config["dropout"],
-                 "a number in [0, 1): the fraction of training interactions pruned each epoch")
-        _require(_number(config["mm_image_weight"]) and 0.0 <= config["mm_image_weight"] <= 1.0,
-                 "mm_image_weight", config["mm_image_weight"], "a number in [0, 1]")
-        _require((config["edge_sampling"] or "distinct") in EDGE_SAMPLINGS, "edge_sampling", config["edge_sampling"],
-                 f"one of {list(EDGE_SAMPLINGS)}")
+        if config["knn_k"] >= n_real_items:
+            raise ConfigError(f"config key 'knn_k' is {config['knn_k']!r}; it must be an integer in [1, {n_real_items - 1}] "
+                              f"(fewer than the {n_real_items} items)")
+        check_number(config, "dropout", 0.0, 1.0, high_open=True)  # the fraction pruned; 1 would keep nothing
+        check_number(config, "mm_image_weight", 0.0, 1.0)
+        check_choice(config, "edge_sampling", EDGE_SAMPLINGS)
+        check_bool(config, "freeze_features")
 
     # ------------------------------------------------------------------ the denoised user–item graph
     def prune(self):

@@ -37,35 +37,19 @@ order of ``modalities``. RecBole's [PAD] rows are left out of the hyperedges and
 candidates (MMRec has no padding row).
 """
 
-import math
-
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from recbole.utils import InputType
 
-from recbole_micro.errors import ConfigError
 from recbole_micro.model import graphs
 from recbole_micro.model.losses import bpr_loss, candidate_infonce
 from recbole_micro.model.multimodal_base import MultimodalRecommender
-from recbole_micro.model.validation import check_multimodal_config
+from recbole_micro.model.validation import check_bool, check_choice, check_int, check_multimodal_config, check_number
 
 CF_MODELS = ("lightgcn", "mf")
 REG_NORMS = ("frobenius", "squared")
-
-
-def _require(ok, key, value, rule):
-    if not ok:
-        raise ConfigError(f"config key '{key}' is {value!r}; it must be {rule}")
-
-
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _count(value, low):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 def interaction_matrices(dataset, n_users, n_items, device):
@@ -102,8 +86,8 @@ class LGMRec(MultimodalRecommender):
         self.cl_weight = config["cl_weight"]
         self.reg_weight = config["reg_weight"]
         self.temperature = config["temperature"]
-        self.hyper_eval_noise = bool(config["hyper_eval_noise"])
-        self.reg_norm = config["reg_norm"] or "frobenius"
+        self.hyper_eval_noise = config["hyper_eval_noise"]
+        self.reg_norm = config["reg_norm"]
 
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
@@ -122,19 +106,15 @@ class LGMRec(MultimodalRecommender):
 
     def check_config(self, config, dataset):
         check_multimodal_config(config, dataset)
-        _require(config["cf_model"] in CF_MODELS, "cf_model", config["cf_model"], f"one of {list(CF_MODELS)}")
-        for key in ("n_ui_layers", "n_mm_layers"):
-            _require(_count(config[key], 0), key, config[key], "an integer >= 0")
-        for key in ("n_hyper_layer", "hyper_num"):
-            _require(_count(config[key], 1), key, config[key], "an integer >= 1")
-        _require(_number(config["keep_rate"]) and 0.0 < config["keep_rate"] <= 1.0, "keep_rate",
-                 config["keep_rate"], "a number in (0, 1]: the fraction of hyperedge dependencies kept by dropout")
+        check_choice(config, "cf_model", CF_MODELS)
+        check_choice(config, "reg_norm", REG_NORMS)
+        for key, low in (("n_ui_layers", 0), ("n_mm_layers", 0), ("n_hyper_layer", 1), ("hyper_num", 1)):
+            check_int(config, key, low)
+        check_number(config, "keep_rate", 0.0, 1.0, low_open=True)  # the kept fraction of the dependencies
         for key in ("alpha", "cl_weight", "reg_weight"):
-            _require(_number(config[key]) and config[key] >= 0, key, config[key], "a number >= 0")
-        _require(_number(config["temperature"]) and config["temperature"] > 0, "temperature",
-                 config["temperature"], "a number > 0")
-        _require((config["reg_norm"] or "frobenius") in REG_NORMS, "reg_norm", config["reg_norm"],
-                 f"one of {list(REG_NORMS)}")
+            check_number(config, key, 0.0)
+        check_number(config, "temperature", 0.0, low_open=True)
+        check_bool(config, "hyper_eval_noise")
 
     def _apply(self, fn, *args, **kwargs):
         """Move the (non-parameter) sparse matrices along with ``.to(device)``."""
