@@ -7,16 +7,16 @@ Reference:
 Authors' code: enoche/BM3 (``src/models/bm3.py``, README's best hyper-parameters) and the same model in
 MMRec (``src/models/bm3.py``, ``src/configs/model/BM3.yaml``), read for their facts only. Defaults follow it:
 
-* encoder (§3.1): LightGCN over the symmetrically normalised user–item graph D^-1/2 A D^-1/2 (no self
+* encoder: LightGCN over the symmetrically normalised user–item graph D^-1/2 A D^-1/2 (no self
   loops), h = mean(E⁰..E^L) (``backbones.Backbone``), plus the item's ID embedding as a residual:
   h_u = h_u^LGN, h_i = h_i^LGN + e_i; modality m: h_m = E_m W_m + b_m (features trained, as the code);
-* contrastive views (§3.2): online h̃ = f_p(h) = h W_p + b_p (one predictor shared by users, items and
+* contrastive view generator: online h̃ = f_p(h) = h W_p + b_p (one predictor shared by users, items and
   modalities); target ḣ = dropout_p(sg(h)) — a stop-gradient copy with dropout, no negative samples;
-* loss (§3.3), per batch of observed (u, i) pairs, C(a, b) = 1 − mean cos(a, b):
+* multi-modal contrastive loss, per batch of observed (u, i) pairs, C(a, b) = 1 − mean cos(a, b):
   L = C(h̃_u, ḣ_i) + C(h̃_i, ḣ_u)                                        (graph reconstruction)
     + cl_weight · Σ_m [C(h̃_m,i, ḣ_i) + C(h̃_m,i, ḣ_m,i)]                 (inter-modality alignment, masked features)
     + reg_weight · R(h_u over all users, h_i over all items);
-* score (§3.4): s(u, i) = ⟨h̃_u, h̃_i⟩ (online representations after the predictor).
+* score: s(u, i) = ⟨h̃_u, h̃_i⟩ (online representations after the predictor).
 
 Dropout draws one mask per distinct user / item of the batch (the code drops out the full matrices and
 then indexes them: the same distribution; only the batch's rows are computed here).
@@ -24,7 +24,8 @@ then indexes them: the same distribution; only the batch's rows are computed her
 Where the code and the paper differ (code by default):
 
 * C: the code's 1 − cos; the paper's negative cosine −cos (a constant apart: same gradients);
-* the code weights the two multimodal terms by ``cl_weight`` (2.0 in MMRec's BM3.yaml);
+* the code weights the two multimodal terms by ``cl_weight`` = 2.0 (MMRec's BM3.yaml), a fixed value outside
+  the searched grid (layers × dropout × reg_weight);
 * ``reg_norm`` (``frobenius`` = code, MMRec's ``EmbLoss``): R = (‖H_U‖ + ‖H_I‖)/N with un-squared
   Frobenius norms of ALL users' and items' h (not the batch's), N the number of items; ``squared`` =
   the usual L2 form (‖H_U‖² + ‖H_I‖²)/N.
@@ -89,7 +90,7 @@ class BM3(MultimodalRecommender):
         return users, items + self.item_embedding.weight
 
     def scoring_embeddings(self):
-        r"""The online representations h̃ = f_p(h) that the scores use (§3.4)."""
+        r"""The online representations h̃ = f_p(h) that the scores use."""
         users, items = self.forward()
         return self.predictor(users), self.predictor(items)
 

@@ -7,16 +7,17 @@ Reference:
 Authors' code as used by the multimodal-recommendation literature: MMRec (enoche/MMRec,
 ``src/models/vbpr.py``, ``src/configs/model/VBPR.yaml``), read for its facts only. Defaults follow it:
 
-* score (paper Eq. 2 without the terms the code drops): x̂_ui = ⟨[γ_u; θ_u], [γ_i; E f_i + b]⟩
+* score (the paper's predictor α + β_u + β_i + γ_uᵀγ_i + θ_uᵀ(E f_i) + β'ᵀf_i without the terms the code
+  drops): x̂_ui = ⟨[γ_u; θ_u], [γ_i; E f_i + b]⟩
   = γ_uᵀγ_i + θ_uᵀ(E f_i + b), with f_i the concatenation of ALL the item's modality features (MMRec
   concatenates text and image; the paper has one visual feature) — fixed, not trained;
-* loss (paper Eq. 7, BPR-Opt) L = −mean log σ(x̂_ui − x̂_uj) + reg_weight · R on the batch's output
+* loss (the paper's BPR-Opt) L = −mean log σ(x̂_ui − x̂_uj) + reg_weight · R on the batch's output
   embeddings u = [γ_u; θ_u], i⁺, i⁻;
 * initialisation as MMRec: γ, θ and γ_i xavier-uniform, E xavier-normal with a zero bias b.
 
 Where the code and the paper differ (code by default, the paper's form a switch where cheap):
 
-* ``item_bias`` (False = code): the paper's x̂_ui also has the item bias β_i and the visual bias
+* ``item_bias`` (False = code): the paper's predictor also has the item bias β_i and the visual bias
   β'ᵀ f_i (α and β_u cancel in x̂_ui − x̂_uj); True adds both (zero-initialised; β_i joins R, β' is
   left unregularised as the code leaves E);
 * ``reg_norm`` (``frobenius`` = code, MMRec's ``EmbLoss``): R = (‖u‖ + ‖i⁺‖ + ‖i⁻‖)/B with ‖·‖ the
@@ -48,7 +49,7 @@ class VBPR(MultimodalRecommender):
         super().__init__(config, dataset)
         self.reg_weight = config["reg_weight"]
         self.reg_norm = config["reg_norm"]
-        self.item_bias = bool(config["item_bias"])
+        self.item_bias = config["item_bias"]
         d = self.embedding_size
         # f_i: all modalities concatenated (MMRec: text then image; here in `modalities` order), fixed
         features = torch.cat([x for x in self.feature_tensors(dataset).values()], dim=1)
