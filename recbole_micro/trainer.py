@@ -26,6 +26,7 @@ from recbole_micro.checkpoint import (
 from recbole_micro.config import config_to_data
 from recbole_micro.errors import CheckpointError, ConfigError, RecboleMicroError
 from recbole_micro.evaluation import CandidateEvalMixin
+from recbole_micro.progress import EpochProgress, batch_count, progress_every
 from recbole_micro.token_ids import check_identity, data_identity
 
 
@@ -166,10 +167,13 @@ class SafeCheckpointMixin:
             self._save_checkpoint(epoch_idx - 1, verbose=False, saved_model_file=self.last_checkpoint_file, kind="last")
         loss_func = loss_func or self.model.calculate_loss
         names = getattr(self.model, "loss_names", None)
+        every = None if show_progress else progress_every(self.config)  # RecBole's bars show it otherwise
+        progress = EpochProgress(epoch_idx, batch_count(train_data), every, self.logger.info)
 
         def checked(interaction):
             losses = loss_func(interaction)
             self._check_finite(losses, epoch_idx, names)
+            progress.step(losses)  # a log line once progress_every seconds passed
             return losses
 
         return super()._train_epoch(train_data, epoch_idx, loss_func=checked, show_progress=show_progress)

@@ -5,20 +5,28 @@ Library calls raise a ``RecboleMicroError`` whose one-line message is checked; c
 2 with one ``error:`` line and no traceback.
 """
 
+import csv
+import logging
 import os
+import re
 import subprocess
 import sys
+import threading
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import REPO, run_config, train_on_synthetic
 from recbole_micro.checkpoint import last_checkpoint
 from recbole_micro.config import Config
+from recbole_micro.data.convert import convert_lattice
 from recbole_micro.errors import CheckpointError, ConfigError, RecboleMicroError
 from recbole_micro.quick_start import run_recbole_micro
 from recbole_micro.recommend import recommend
+from recbole_micro.progress import EpochProgress, heartbeat
 from recbole_micro.tools.space import read_hyper_file
+from recbole_micro.utils import create_dataset
 
 SMALL = dict(n_users=40, n_items=50, n_clusters=4, per_user=(5, 8), dims={"image": 8, "text": 4})
 
@@ -237,3 +245,91 @@ def test_cli_checkpoint_dir_through_a_regular_file(tmp_path, syn):
     assert_cli_error(run_cli("--model", "BPR", "--dataset", syn, f"--data_path={tmp_path}", f"--checkpoint_dir={folder}",
                              "--state=ERROR", "--epochs=1"),
                      f"checkpoint_dir {folder} cannot be created: {tmp_path / 'a-file'} is a regular file")
+
+
+# ------------------------------------------------------------------------------------------ 9. wide features
+def test_converted_12000_dim_features_load(tmp_path):
+    """12,000 dims = rows of about 145k characters, beyond Python csv's default field limit (131,072)."""
+    from test_convert import N_ITEMS, make_features, write_lattice
+
+    features = np.random.default_rng(5).standard_normal((N_ITEMS, 12000)).astype(np.float32)
+    src = write_lattice(tmp_path / "src", features={"image": features, "text": make_features(1, d=3)})
+    convert_lattice(str(src), "wide", out=str(tmp_path / "out"))
+    row = (tmp_path / "out" / "wide" / "wide.image").read_text().splitlines()[1]
+    assert len(row.split("\t")[1]) > csv.field_size_limit() == 131072
+    config = Config(model="MICRO", dataset="wide", config_dict=run_config(tmp_path / "out", modalities=["image"]))
+    dataset = create_dataset(config)
+    matrix = dataset.modality_features["image"]
+    assert tuple(matrix.shape) == (dataset.item_num, 12000)
+    tokens = dataset.field2id_token[dataset.iid_field][1:]
+    assert torch.equal(matrix[1:], torch.from_numpy(features[[int(t) for t in tokens]]))  # %.9g: exact float32
+    assert csv.field_size_limit() == 131072  # raised for the read only
+
+
+# ------------------------------------------------------------------------------------------ progress
+def test_epoch_progress_lines_with_a_zero_interval(tmp_path, syn, caplog):
+    """``progress_every: 0``: one line after every batch (batch b/n, percent, mean loss since the last line)."""
+    config = run_config(tmp_path, epochs=2, eval_step=2, train_batch_size=64, progress_every=0, state="INFO")
+    with caplog.at_level(logging.INFO):
+        run_recbole_micro(model="BPR", dataset=syn, config_dict=config)
+    lines = [r.getMessage() for r in caplog.records if " training: batch " in r.getMessage()]
+    batches = -(-len((tmp_path / syn / f"{syn}.train.inter").read_text().splitlines()[1:]) // 64)  # user sampler
+    expected = [f"epoch {e} training: batch {b}/{batches} ({100 * b / batches:.0f}%)"
+                for e in range(2) for b in range(1, batches + 1)]
+    assert [line.split(",")[0] for line in lines] == expected
+    assert all(re.search(r", [\d.]+ s, loss 0\.\d{4}$", line) for line in lines), lines
+
+
+def test_no_progress_lines_by_default_for_short_work(tmp_path, syn, caplog):
+    config = run_config(tmp_path, epochs=1, eval_step=1, train_batch_size=64, state="INFO")
+    with caplog.at_level(logging.INFO):
+        run_recbole_micro(model="BPR", dataset=syn, config_dict=config)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if " training: batch " in m or m.startswith("loading ")]
+
+
+def test_atom_load_closing_lines_with_a_zero_interval(tmp_path, syn, caplog):
+    config = Config(model="MICRO", dataset=syn, config_dict=run_config(tmp_path, progress_every=0))
+    with caplog.at_level(logging.INFO):
+        create_dataset(config)
+    done = [m for m in (r.getMessage() for r in caplog.records) if m.startswith("loading ") and ": done in " in m]
+    assert [m.split(" (")[0] for m in done] == [
+        f"loading {tmp_path / syn / f'{syn}.{part}'}" for part in ("train.inter", "valid.inter", "test.inter",
+                                                                  "image", "text")]
+    assert done[3].endswith(f", {SMALL['n_items']} rows")  # every item has an image row
+
+
+def test_heartbeat_lines_while_a_call_runs():
+    """A line every interval while the block runs (a thread), then the closing line: the block waits for two
+    heartbeat lines (no timing is asserted)."""
+    lines, seen = [], threading.Event()
+
+    def log(line):
+        lines.append(line)
+        if len(lines) == 2:
+            seen.set()
+
+    with heartbeat("loading big.image", 0.001, log=log, done=lambda: "7 rows"):
+        assert seen.wait(60)
+    assert lines[0].startswith("loading big.image: ") and lines[0].endswith(" s so far")
+    assert lines[-1].startswith("loading big.image: done in ") and lines[-1].endswith(" s, 7 rows")
+    assert all(line.endswith(" s so far") for line in lines[:-1])
+
+
+def test_epoch_progress_counts_with_a_fake_clock():
+    """Lines when the interval has passed since the last one, with the mean loss of the batches in between."""
+    now, lines = [0.0], []
+    progress = EpochProgress(3, 10, every=5.0, log=lines.append, clock=lambda: now[0])
+    for batch, loss in enumerate([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], start=1):
+        now[0] = 2.0 * batch  # 2 s per batch: lines after batches 3 (6 s) and 6 (12 s)
+        progress.step((torch.tensor(loss / 2), torch.tensor(loss / 2)))
+    assert lines == ["epoch 3 training: batch 3/10 (30%), 6.0 s, loss 2.0000",
+                     "epoch 3 training: batch 6/10 (60%), 12.0 s, loss 5.0000"]
+
+
+@pytest.mark.parametrize("value", [-1, "fast", True])
+def test_bad_progress_every(tmp_path, syn, value):
+    config = Config(model="BPR", dataset=syn, config_dict=run_config(tmp_path, progress_every=value))
+    with pytest.raises(ConfigError) as info:
+        create_dataset(config)
+    check(message(info), f"config key 'progress_every' is {value!r}; use seconds >= 0")

@@ -21,6 +21,8 @@ numbers, rows of different lengths, NaN/Inf, all-zero rows, and rows whose float
 Modality names are checked by ``parse_modalities`` when the ``Config`` is made.
 """
 
+import contextlib
+import csv
 import difflib
 import os
 import re
@@ -32,8 +34,11 @@ from recbole.data.dataset import Dataset
 from recbole.utils import FeatureType
 
 from recbole_micro.errors import ConfigError, FeatureError
+from recbole_micro.progress import heartbeat, progress_every
 
 MISSING_RULES = ("mean", "error")
+#: Longest field (characters) of an atomic file row while RecBole reads it (``wide_csv_fields``).
+CSV_FIELD_LIMIT = 2 ** 31 - 1
 #: ``torch.nn.functional.normalize``'s default eps: rows with a smaller norm are not scaled to unit length.
 NORM_EPS = 1e-12
 #: Suffixes RecBole itself reads as ``<dataset>.<suffix>`` (or keeps as ``<suffix>_feat``), and the dataset's
@@ -181,6 +186,19 @@ def bad_value_error(path, config, columns, exc):
                         f"`item_id<TAB>v1 v2 ...` with the header's {len(names)} tab-separated columns")
 
 
+@contextlib.contextmanager
+def wide_csv_fields():
+    """RecBole reads atoms with pandas' python engine, i.e. Python's ``csv`` module, whose fields stop at
+    ``csv.field_size_limit()`` = 131,072 characters: a ``float_seq`` row of about 10.7k dimensions. The
+    limit is raised (to 2**31 - 1 characters) for the read and restored after it."""
+    previous = csv.field_size_limit()
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 class MultimodalDataset(Dataset):
     r"""A RecBole ``Dataset`` plus ``modality_features``: ``{modality: FloatTensor(item_num, d)}``."""
 
@@ -213,8 +231,16 @@ class MultimodalDataset(Dataset):
         if load_col == set():  # RecBole skips this file
             return super()._load_feat(filepath, source)
         columns = check_atom_header(filepath, self.config, modality)
+        loaded = {}
+
+        def rows():
+            return f"{len(loaded['frame'])} rows" if loaded.get("frame") is not None else ""
+
+        what = f"loading {filepath} ({os.path.getsize(filepath) / 2 ** 20:.1f} MB)"
         try:
-            return super()._load_feat(filepath, source)
+            with wide_csv_fields(), heartbeat(what, progress_every(self.config), done=rows):
+                loaded["frame"] = super()._load_feat(filepath, source)
+            return loaded["frame"]
         except ValueError as exc:
             if modality is None:
                 raise

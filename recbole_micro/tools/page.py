@@ -451,7 +451,8 @@ def _settings_section(doc, models):
         source = (f"tuned: best valid trial {tuned['trial']} of `{tuned_export_name(tuned)}` (grid below)" if tuned
                   else "defaults (RecBole's model yaml + the plugin's)")
         extra = {k: v for k, v in (r.get("overrides") or {}).items()
-                 if k not in ("data_path", "checkpoint_dir", "state", "show_progress", "log_wandb", "seed")
+                 if k not in ("data_path", "checkpoint_dir", "state", "show_progress", "progress_every", "log_wandb",
+                              "seed")
                  and not (k in plugin_keys and k not in _model_keys(r["model"]))}
         if extra:
             source += "; overrides " + ", ".join(f"`{k}={v}`" for k, v in extra.items())
