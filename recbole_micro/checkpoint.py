@@ -20,6 +20,7 @@ training interactions, checked when the file is loaded).
 """
 
 import itertools
+import json
 import os
 import pickle
 import random
@@ -204,6 +205,76 @@ def resume_point(checkpoint):
     or None when training never reached a save."""
     found = [p for p in (last_checkpoint(checkpoint), checkpoint) if p and os.path.isfile(p)]
     return max(found, key=os.path.getmtime) if found else None
+
+
+def best_checkpoint_of(resume_file, kind):
+    """The best checkpoint a resume point belongs to, derived from the name the user gave
+    (``<stem>-last.pth`` -> ``<stem>.pth``, beside it): the ``best_checkpoint`` path stored in the file is never
+    used, so a shared file cannot choose what ``--resume`` overwrites."""
+    if kind != "last":
+        return resume_file
+    if not resume_file.endswith("-last.pth"):
+        raise CheckpointError(
+            f"checkpoint {resume_file} is a resume point (kind 'last') but its name does not end in -last.pth; the "
+            f"run's best checkpoint is named after it: rename it to <name>-last.pth (the best one is <name>.pth)")
+    return resume_file[: -len("-last.pth")] + ".pth"
+
+
+def check_run_checkpoint(path, folder, where):
+    """``path`` -- a checkpoint named by a results JSON or tuning export, to be written on ``--resume`` -- as an
+    absolute path when it is a ``.pth`` file right inside ``folder`` (the run's ``checkpoint_dir``, named by the
+    user); one-line ``ConfigError`` otherwise (a file must not choose where the program writes)."""
+    inside = os.path.abspath(str(folder))
+    found = os.path.abspath(path) if isinstance(path, str) and path.endswith(".pth") else None
+    if found is None or os.path.dirname(found) != inside or os.path.basename(found).endswith("-last.pth"):
+        raise ConfigError(
+            f"{where}: checkpoint {path!r} is not a .pth file in this run's checkpoint_dir {inside}; a file cannot "
+            f"choose where a run writes: pass the --checkpoint_dir the run used, or drop --resume to start afresh")
+    return found
+
+
+def claim_checkpoint(path):
+    """A best-checkpoint name no other run has: ``path`` (``<stem>.pth``), else ``<stem>-2.pth``, ``-3``, ...
+    claimed by creating the run record ``<stem>.json`` exclusively (``O_EXCL``), so of two jobs started in the
+    same second each gets its own files; the record is rewritten with the result when the run ends."""
+    stem = os.path.splitext(str(path))[0]
+    folder = os.path.dirname(os.path.abspath(stem))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        for number in itertools.count(1):
+            candidate = stem if number == 1 else f"{stem}-{number}"
+            if any(os.path.exists(candidate + end) for end in (".pth", "-last.pth")):
+                continue
+            try:
+                handle = os.open(candidate + ".json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                continue
+            with os.fdopen(handle, "w", encoding="utf-8") as f:
+                json.dump({"status": "running", "checkpoint": candidate + ".pth", "pid": os.getpid()}, f)
+            return candidate + ".pth"
+    except OSError as exc:
+        raise ConfigError(f"checkpoint_dir {folder} cannot be written ({exc.strerror or exc}); pass a writable "
+                          f"--checkpoint_dir") from None
+
+
+def nonfinite_parameter(model):
+    """The name of the first parameter of ``model`` holding NaN or Inf, or None: one host-device sync."""
+    named = [(name, p) for name, p in model.named_parameters() if p.is_floating_point()]
+    if not named:
+        return None
+    finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in named])
+    if bool(finite.all()):
+        return None
+    return named[int((~finite).nonzero()[0, 0])][0]
+
+
+def check_finite_weights(model, path):
+    """Refuse a checkpoint whose weights (loaded into ``model``) are not finite: a diverged run."""
+    name = nonfinite_parameter(model)
+    if name is not None:
+        raise CheckpointError(
+            f"checkpoint {path} holds non-finite weights (parameter '{name}' is NaN or Inf): the run that saved it "
+            f"diverged; retrain with a lower learning_rate")
 
 
 def check_checkpoint_dir(folder):

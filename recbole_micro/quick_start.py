@@ -16,7 +16,9 @@ from logging import getLogger
 import torch
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
-from recbole_micro.checkpoint import check_checkpoint_dir, load_checkpoint, load_state
+from recbole_micro.checkpoint import (
+    check_checkpoint_dir, check_finite_weights, claim_checkpoint, load_checkpoint, load_state,
+)
 from recbole_micro.config import Config, config_from_data
 from recbole_micro.data.caches import check_cache_keys, data_preparation
 from recbole_micro.data.default import DEFAULT_DATASET
@@ -114,7 +116,8 @@ def run_recbole_micro(model=None, dataset=None, config_file_list=None, config_di
     resume point is ``<name>-last.pth``); ``per_user`` (metric keys such as ``["recall@20"]``) adds
     ``result["per_user"]``: each test user's token and values (``per_user.PerUserValues``).
     """
-    config, net, trainer, data = _build_run(model, dataset, config_file_list, config_dict, checkpoint_file, resume)
+    config, net, trainer, data = _build_run(model, dataset, config_file_list, config_dict, checkpoint_file, resume,
+                                            saved=saved)
     result = _fit_and_test(config, net, trainer, data, saved=saved, resume=resume, callback_fn=callback_fn,
                            show_progress=config["show_progress"], per_user=per_user)
     logger = getLogger()
@@ -138,19 +141,27 @@ def objective_function(config_dict=None, config_file_list=None, saved=True, chec
     if checkpoint_file is None:
         config_dict = {"last_checkpoint_step": 0, **(config_dict or {})}
     config, net, trainer, data = _build_run(None, None, config_file_list, config_dict, checkpoint_file, resume,
-                                            quiet=True)
-    return _fit_and_test(config, net, trainer, data, saved=saved, resume=resume, callback_fn=callback_fn,
-                         verbose=False)
+                                            quiet=True, saved=saved)
+    result = _fit_and_test(config, net, trainer, data, saved=saved, resume=resume, callback_fn=callback_fn,
+                           verbose=False)
+    if saved:  # the record claimed with the checkpoint's name (claim_checkpoint) gets the result
+        result["record"] = save_run_record(config, result)
+    return result
 
 
-def _build_run(model, dataset, config_file_list, config_dict, checkpoint_file=None, resume=None, quiet=False):
+def _build_run(model, dataset, config_file_list, config_dict, checkpoint_file=None, resume=None, quiet=False,
+               saved=True):
     """``build`` for one run: a ``resume`` file is checked before any data is built, and ``checkpoint_file``
-    names the best checkpoint up front."""
+    names the best checkpoint up front (its caller claimed it). Otherwise a new saved run claims RecBole's
+    ``<model>-<time>.pth`` (``-2``, ``-3``, ... when a job started in the same second has it:
+    ``checkpoint.claim_checkpoint``); a resumed one continues the files of the checkpoint it resumes."""
     if resume:
         load_checkpoint(resume)  # a refused or missing file fails before any data is built
     config, net, trainer, data = build(model, dataset, config_file_list, config_dict, quiet=quiet)
     if checkpoint_file:
         trainer.saved_model_file = str(checkpoint_file)
+    elif saved and not resume and config["single_spec"]:  # processes of one run share the name of quick_start.run
+        trainer.saved_model_file = claim_checkpoint(trainer.saved_model_file)
     return config, net, trainer, data
 
 
@@ -210,6 +221,7 @@ def load_data_and_model(model_file, data_path=None):
     init_seed(config["seed"], config["reproducibility"])
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     load_state(net, checkpoint, model_file)  # one clear error when the data changed since training
+    check_finite_weights(net, model_file)  # a diverged run's weights are refused, not ranked
     return config, net, data, train_data, valid_data, test_data
 
 
@@ -261,7 +273,7 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
     config_dict = dict(config_dict or {})
     config_dict.update({"world_size": nproc if world_size == -1 else world_size, "ip": ip, "port": str(port),
                         "nproc": nproc, "offset": group_offset})
-    stamp = time.strftime("%b-%d-%Y_%H-%M-%S")  # one checkpoint name for every process
+    stamp = time.strftime("%b-%d-%Y_%H-%M-%S") + f"-p{os.getpid()}"  # one checkpoint name for every process, per job
     mp.spawn(_run_worker, args=(model, dataset, config_file_list, config_dict, saved, queue, stamp),
              nprocs=nproc, join=True)
     return None if queue.empty() else queue.get()

@@ -20,8 +20,8 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import set_color
 
 from recbole_micro.checkpoint import (
-    FORMAT, check_compatible, last_checkpoint, load_checkpoint, load_state, plain_numbers, rng_state, save_checkpoint,
-    set_rng_state,
+    FORMAT, best_checkpoint_of, check_compatible, check_finite_weights, last_checkpoint, load_checkpoint, load_state,
+    nonfinite_parameter, plain_numbers, rng_state, save_checkpoint, set_rng_state,
 )
 from recbole_micro.config import config_to_data
 from recbole_micro.errors import CheckpointError, ConfigError, RecboleMicroError
@@ -32,6 +32,10 @@ from recbole_micro.token_ids import check_identity, data_identity
 
 class NonFiniteLossError(RecboleMicroError):
     """A loss term became NaN or Inf."""
+
+
+class NonFiniteWeightsError(RecboleMicroError):
+    """The weights became NaN or Inf in an update whose loss was still finite (training diverged)."""
 
 
 class SafeCheckpointMixin:
@@ -110,14 +114,15 @@ class SafeCheckpointMixin:
             check_identity(checkpoint.get("data"), self._data_identity, path, self.config["data_path"],
                            reorder_hint=True)
         load_state(self.model, checkpoint, path)
+        check_finite_weights(self.model, path)  # a diverged run's file is refused
         return checkpoint
 
     def resume_checkpoint(self, resume_file):
         """Continue an interrupted training from the epoch after the saved one (best or ``-last`` file)."""
         resume_file = str(resume_file)
         checkpoint = self._load_into_model(resume_file)
-        best = checkpoint.get("best_checkpoint")
-        self.saved_model_file = best if checkpoint.get("kind") == "last" and best else resume_file
+        # <stem>-last.pth continues <stem>.pth: derived from the name given, never from the file's best_checkpoint
+        self.saved_model_file = best_checkpoint_of(resume_file, checkpoint.get("kind"))
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
@@ -176,7 +181,22 @@ class SafeCheckpointMixin:
             progress.step(losses)  # a log line once progress_every seconds passed
             return losses
 
-        return super()._train_epoch(train_data, epoch_idx, loss_func=checked, show_progress=show_progress)
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=checked, show_progress=show_progress)
+        self._check_finite_weights(epoch_idx)
+        return loss
+
+    def _check_finite_weights(self, epoch_idx):
+        """Stop when an update made the weights NaN/Inf although the loss before it was finite (e.g. a huge
+        learning_rate): checked once per epoch, after its last update and before validation or any save
+        (one host-device sync per epoch)."""
+        name = nonfinite_parameter(self.model)
+        if name is None:
+            return
+        raise NonFiniteWeightsError(
+            f"epoch {epoch_idx}: the weights are no longer finite after the update (parameter '{name}' holds NaN "
+            f"or Inf) although every loss term was finite: training diverged and stopped ({self._good_checkpoints()}); "
+            f"lower learning_rate (now {self.learning_rate:g})"
+        )
 
     def _check_finite(self, losses, epoch_idx, names=None):
         """Stop on a NaN/Inf loss term, naming it: one host–device sync per step for all terms together."""

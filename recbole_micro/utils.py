@@ -113,6 +113,11 @@ def check_split_files(config):
     splits = config["benchmark_filename"]
     if isinstance(splits, str):  # --benchmark_filename=[train,valid,test] on the command line
         config["benchmark_filename"] = splits = name_list(splits)
+    for key in ("benchmark_filename", "additional_feat_suffix"):  # parts of file names <dataset>.<part>[.inter]
+        for part in (splits if key == "benchmark_filename" else config[key]) or []:
+            if not isinstance(part, str) or not part or any(c in part for c in "/\\") or part in (".", ".."):
+                raise ConfigError(f"config key '{key}' holds {part!r}; its entries name files <dataset>.<entry> in "
+                                  f"the dataset's folder: use plain names such as 'train' (no '/')")
     if not splits:
         return
     folder, name = config["data_path"], config["dataset"]

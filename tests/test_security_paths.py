@@ -245,3 +245,209 @@ def test_tuning_export_setting_a_run_defining_key_is_refused(trained, tmp_path, 
                        overrides=[f"--data_path={root}", f"--checkpoint_dir={tmp_path / 'saved'}", "--state=ERROR"])
     one_line(info.value, str(export), f"'{key}' cannot be set by a search space or tuning export")
     assert not out.exists() and not (tmp_path / "saved").exists()
+
+
+# ------------------------------------------------------------------------------ 2. paths taken from shared files
+PRECIOUS = b"precious: must stay unchanged"
+
+
+def victim_file(path):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(PRECIOUS)
+    return path
+
+
+def last_copy(best, path, **changes):
+    """A ``-last`` resume point made from checkpoint ``best`` with fields ``changes``."""
+    state = torch.load(best, weights_only=True)
+    state.update(kind="last", epoch=0, **changes)
+    torch.save(state, path, pickle_protocol=2)
+    return str(path)
+
+
+def test_resume_writes_beside_the_file_given_never_where_best_checkpoint_points(trained, tmp_path, capsys):
+    root, best = trained
+    victim = victim_file(tmp_path / "elsewhere" / "victim.pth")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    last = last_copy(best, run_dir / "BPR-x-last.pth", best_checkpoint=str(victim))
+    result = run_recbole_micro("BPR", "syn", config_dict=run_config(root, checkpoint_dir=str(run_dir), epochs=2,
+                                                                     eval_step=1, train_batch_size=256), resume=last)
+    assert result["checkpoint"] == str(run_dir / "BPR-x.pth") and result["start_epoch"] == 1
+    assert torch.load(result["checkpoint"], weights_only=True)["epoch"] == 1
+    assert victim.read_bytes() == PRECIOUS
+    # the command line: same rule
+    last = last_copy(best, run_dir / "BPR-y-last.pth", best_checkpoint=str(victim))
+    capsys.readouterr()
+    cli_main(["--model", "BPR", "--dataset", "syn", f"--data_path={root}", f"--checkpoint_dir={run_dir}",
+              "--state=ERROR", "--epochs=2", "--train_batch_size=256", "--resume", last])
+    assert f"checkpoint {run_dir / 'BPR-y.pth'}" in capsys.readouterr().out
+    assert victim.read_bytes() == PRECIOUS
+
+
+def test_a_resume_point_not_named_last_is_refused(trained, tmp_path, capsys):
+    root, best = trained
+    victim = victim_file(tmp_path / "victim.pth")
+    renamed = last_copy(best, tmp_path / "renamed.pth", best_checkpoint=str(victim))
+    err = cli_error(capsys, ["--model", "BPR", "--dataset", "syn", f"--data_path={root}",
+                             f"--checkpoint_dir={tmp_path}", "--state=ERROR", "--resume", renamed])
+    one_line(err, f"checkpoint {renamed} is a resume point", "rename it to <name>-last.pth")
+    assert victim.read_bytes() == PRECIOUS
+
+
+def results_doc(dataset="syn", runs=None, order=None):
+    from recbole_micro.tools.results import FORMAT
+
+    runs = runs or {}
+    return {"format": FORMAT, "dataset": dataset, "order": order if order is not None else list(runs),
+            "seeds": [2020], "runs": runs, "commands": []}
+
+
+@pytest.mark.parametrize("case", ["dataset", "row", "model", "order", "per_user"])
+def test_results_json_names_never_choose_where_from_json_reads_or_writes(tmp_path, capsys, case):
+    victim = victim_file(tmp_path / "victim.md")
+    run = {"model": "BPR", "seed": 2020, "status": "ok", "valid": {}, "test": {}, "best_valid_score": 0.1}
+    doc = {
+        "dataset": results_doc("../victim", {"BPR": {"2020": run}}),
+        "row": results_doc(runs={"../../victim": {"2020": run}}),
+        "model": results_doc(runs={"BPR": {"2020": dict(run, model="../victim")}}),
+        "order": results_doc(runs={"BPR": {"2020": run}}, order=["BPR", "../victim"]),
+        "per_user": results_doc(runs={"BPR": {"2020": dict(run, per_user={"file": "../../victim.npz"})}}),
+    }[case]
+    source = tmp_path / "in" / "shared.json"
+    source.parent.mkdir()
+    source.write_text(json.dumps(doc))
+    out = tmp_path / "out" / "page"
+    err = cli_error(capsys, ["compare", "--from-json", str(source), "--out", str(out)])
+    one_line(err, str(source), "the file is damaged or crafted")
+    assert victim.read_bytes() == PRECIOUS and not out.exists()
+
+
+def test_compare_resume_never_continues_a_checkpoint_outside_checkpoint_dir(trained, tmp_path):
+    from recbole_micro.tools.compare import run_comparison
+
+    root, _ = trained
+    victim = victim_file(tmp_path / "victim.pth")
+    out = tmp_path / "results"
+    out.mkdir()
+    for checkpoint in (str(victim), str(tmp_path / "saved" / "BPR-seed2020-x-last.pth"), "../victim.pth"):
+        run = {"model": "BPR", "seed": 123, "status": "running", "checkpoint": checkpoint}  # 123: the default seed
+        (out / "syn.json").write_text(json.dumps(results_doc(runs={"BPR": {"123": run}})))
+        with pytest.raises(ConfigError) as info:
+            run_comparison("syn", "BPR", resume=True, out=str(out), overrides=[
+                f"--data_path={root}", f"--checkpoint_dir={tmp_path / 'saved'}", "--state=ERROR", "--epochs=1"])
+        one_line(info.value, str(out / "syn.json"), "run BPR seed 123", f"checkpoint {checkpoint!r}",
+                 "is not a .pth file in this run's checkpoint_dir")
+    assert victim.read_bytes() == PRECIOUS and not (tmp_path / "saved").exists()  # nothing trained
+
+
+def test_tune_resume_never_continues_a_checkpoint_outside_checkpoint_dir(trained, tmp_path):
+    from recbole_micro.tools.search import tune_model
+
+    root, _ = trained
+    victim = victim_file(tmp_path / "victim.pth")
+    space = tmp_path / "lr.hyper"
+    space.write_text("learning_rate choice [0.01, 0.02]\n")
+    stem = str(tmp_path / "tune" / "bpr")
+    kwargs = dict(params_file=str(space), output_file=stem, max_evals=1, overrides=[
+        f"--data_path={root}", f"--checkpoint_dir={tmp_path / 'saved'}", "--state=ERROR", "--epochs=1",
+        "--train_batch_size=256"])
+    doc = tune_model("BPR", "syn", **kwargs)
+    assert [t["status"] for t in doc["trials"]] == ["ok"]
+    doc["running"] = {"params": {"learning_rate": 0.02}, "checkpoint": str(victim)}
+    Path(stem + ".json").write_text(json.dumps(doc))
+    with pytest.raises(ConfigError) as info:
+        tune_model("BPR", "syn", resume=True, **dict(kwargs, max_evals=2))
+    one_line(info.value, f"tuning export {stem}.json", f"checkpoint {str(victim)!r}", "checkpoint_dir")
+    assert victim.read_bytes() == PRECIOUS
+
+
+@pytest.mark.parametrize("key,value", [("benchmark_filename", ["train", "../../victim", "test"]),
+                                       ("additional_feat_suffix", ["../victim"])])
+def test_file_name_parts_from_a_checkpoint_config_are_plain_names(trained, tmp_path, key, value):
+    root, best = trained
+    crafted = with_config(best, tmp_path / "crafted.pth", **{key: value})
+    with pytest.raises(ConfigError) as info:
+        load_data_and_model(crafted)
+    one_line(info.value, f"config key '{key}'", "plain names")
+
+
+# ------------------------------------------------------------------------------ 4. one checkpoint per run
+def _claim(args):
+    from recbole_micro.checkpoint import claim_checkpoint
+
+    return claim_checkpoint(args)
+
+
+def test_runs_started_in_the_same_second_get_their_own_checkpoints(trained, tmp_path, monkeypatch):
+    import recbole.trainer.trainer as recbole_trainer
+
+    root, _ = trained
+    monkeypatch.setattr(recbole_trainer, "get_local_time", lambda: "Dec-04-2026_12-00-00")  # the same second
+    config = run_config(root, checkpoint_dir=str(tmp_path / "saved"), epochs=1, train_batch_size=256)
+    first = run_recbole_micro("BPR", "syn", config_dict=config)
+    second = run_recbole_micro("BPR", "syn", config_dict=config)
+    names = [os.path.basename(r["checkpoint"]) for r in (first, second)]
+    assert names == ["BPR-Dec-04-2026_12-00-00.pth", "BPR-Dec-04-2026_12-00-00-2.pth"]
+    assert all(os.path.isfile(r["checkpoint"]) for r in (first, second))
+    records = [json.loads(Path(r["record"]).read_text())["result"]["checkpoint"] for r in (first, second)]
+    assert records == [first["checkpoint"], second["checkpoint"]]
+
+
+def test_claims_racing_in_parallel_processes_are_all_distinct(tmp_path):
+    import multiprocessing
+
+    path = str(tmp_path / "saved" / "MICRO-seed123-Dec-04-2026_12-00-00.pth")
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        names = pool.map(_claim, [path] * 8)
+    assert len(set(names)) == 8 and names.count(path) == 1
+    assert sorted(os.listdir(tmp_path / "saved")) == sorted(os.path.basename(n)[:-4] + ".json" for n in names)
+
+
+def test_compare_checkpoint_names_are_unique_within_a_second(tmp_path, monkeypatch):
+    from recbole_micro.tools import compare
+
+    monkeypatch.setattr(compare.time, "strftime", lambda fmt: "Dec-04-2026_12-00-00")
+    config = {"checkpoint_dir": str(tmp_path)}
+    names = [compare._checkpoint_name(config, "MICRO", 123) for _ in range(3)]
+    assert [os.path.basename(n) for n in names] == [
+        "MICRO-seed123-Dec-04-2026_12-00-00.pth", "MICRO-seed123-Dec-04-2026_12-00-00-2.pth",
+        "MICRO-seed123-Dec-04-2026_12-00-00-3.pth"]
+
+
+def test_unwritable_checkpoint_dir_is_one_line(tmp_path):
+    from recbole_micro.checkpoint import claim_checkpoint
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError) as info:
+        claim_checkpoint(str(blocker / "saved" / "BPR-x.pth"))
+    one_line(info.value, f"checkpoint_dir {blocker / 'saved'} cannot be written", "--checkpoint_dir")
+
+
+# ------------------------------------------------------------------------------ 5. a diverged model
+@pytest.mark.parametrize("model", ["BPR", "MICRO"])
+def test_diverged_training_stops_with_one_line(trained, tmp_path, capsys, model):
+    root, _ = trained
+    err = cli_error(capsys, ["--model", model, "--dataset", "syn", f"--data_path={root}",
+                             f"--checkpoint_dir={tmp_path / 'saved'}", "--state=ERROR", "--epochs=3",
+                             "--train_batch_size=4096", "--learning_rate=1e308"])
+    one_line(err, "epoch 0: the weights are no longer finite after the update", "training diverged and stopped",
+             "no checkpoint was saved yet", "lower learning_rate (now 1e+308)")
+    assert not list((tmp_path / "saved").glob("*.pth"))  # nothing "best" was saved
+
+
+def test_checkpoint_with_non_finite_weights_is_refused(trained, tmp_path, capsys):
+    root, best = trained
+    state = torch.load(best, weights_only=True)
+    state["state_dict"]["item_embedding.weight"][3, 1] = float("nan")
+    crafted = tmp_path / "diverged.pth"
+    torch.save(state, crafted, pickle_protocol=2)
+    expected = (f"checkpoint {crafted} holds non-finite weights", "parameter 'item_embedding.weight'", "diverged")
+    for attempt in (lambda: recommend(crafted, ["0"], topk=3), lambda: load_data_and_model(crafted)):
+        with pytest.raises(CheckpointError) as info:
+            attempt()
+        one_line(info.value, *expected)
+    one_line(cli_error(capsys, ["recommend", "--checkpoint", str(crafted), "--users", "0"]), *expected)
+    one_line(cli_error(capsys, ["--model", "BPR", "--dataset", "syn", f"--data_path={root}",
+                                f"--checkpoint_dir={tmp_path}", "--state=ERROR", "--resume", str(crafted)]), *expected)

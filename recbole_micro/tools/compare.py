@@ -19,7 +19,7 @@ import re
 import sys
 import time
 
-from recbole_micro.checkpoint import resume_point
+from recbole_micro.checkpoint import check_run_checkpoint, claim_checkpoint, resume_point
 from recbole_micro.errors import ConfigError, RecboleMicroError
 from recbole_micro.tools.export import load_export
 from recbole_micro.tools.files import config_file_list, locked, now, one_line, plain
@@ -126,9 +126,10 @@ def _seed_list(seeds):
 
 
 def _checkpoint_name(config, row, seed):
-    """The run's best-checkpoint path, fixed before training (RecBole would name it by model and second)."""
+    """The run's best-checkpoint path, fixed and claimed before training (``checkpoint.claim_checkpoint``: unique
+    also when another job of the same row and seed started in the same second)."""
     stamp = time.strftime("%b-%d-%Y_%H-%M-%S")
-    return os.path.join(config["checkpoint_dir"], f"{row}-seed{seed}-{stamp}.pth")
+    return claim_checkpoint(os.path.join(config["checkpoint_dir"], f"{row}-seed{seed}-{stamp}.pth"))
 
 
 def _variant_name(name, models):
@@ -240,14 +241,16 @@ class _Job:
             print(f"{prefix} {model}{label}: finished in an earlier sitting, kept", flush=True)
             self.doc = self.on_disk()
             return previous
-        resume_file = None
-        checkpoint = _checkpoint_name(config, row, seed)
+        resume_file, checkpoint = None, None
         sittings, earlier_seconds = 1, 0.0
         if previous and previous.get("status") in UNFINISHED and previous.get("checkpoint"):
-            checkpoint = previous["checkpoint"]
+            # the JSON names the checkpoint to continue: it must lie where this run writes
+            checkpoint = check_run_checkpoint(previous["checkpoint"], config["checkpoint_dir"],
+                                              f"{json_path(self.out, self.dataset)}: run {row} seed {seed}")
             resume_file = resume_point(checkpoint)
             sittings = previous.get("sittings", 1) + 1
             earlier_seconds = previous.get("train_seconds") or 0.0
+        checkpoint = checkpoint or _checkpoint_name(config, row, seed)
         base = {"model": model, **({"name": name} if name else {}), "seed": seed, "overrides": plain(fixed),
                 "tuned_from": {k: v for k, v in tuned.items() if k != "params"} if tuned else None,
                 "command": self.command, "sittings": sittings}

@@ -17,6 +17,7 @@ the run's seed taken from its settings.
 import io
 import json
 import os
+import re
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from recbole_micro.tools.files import atomic_write, now
 FORMAT = "recbole-micro comparison 2"
 FORMAT_1 = "recbole-micro comparison 1"
 UNFINISHED = ("running", "interrupted")
+ROW_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.+=-]{0,63}")  # a model or variant name: also a file-name part
 
 
 def json_path(out, dataset):
@@ -67,7 +69,39 @@ def load_results(path):
         raise ConfigError(f"{path}: 'runs' and 'order' are missing or malformed; the file is damaged")
     doc.setdefault("seeds", [])
     doc.setdefault("commands", [])
+    check_names(doc, path)
     return doc
+
+
+def check_names(doc, path):
+    r"""The names a results file holds that become file names or paths -- ``dataset`` (the page
+    ``<out>/<dataset>.md``), row and model names, per-user sidecars -- must be plain names (sidecars: relative
+    paths inside the JSON's folder): a shared file never decides where the program reads or writes."""
+    from recbole_micro.data.convert import ConversionError, check_dataset_name
+
+    try:
+        check_dataset_name(doc.get("dataset"))
+    except ConversionError:
+        raise ConfigError(f"{path}: 'dataset' is {doc.get('dataset')!r}, not a plain dataset name (no '/', '..' or "
+                          f"spaces); the file is damaged or crafted") from None
+    for row, by_seed in doc["runs"].items():
+        runs = list(by_seed.values()) if isinstance(by_seed, dict) else None
+        if runs is None or not all(isinstance(r, dict) for r in runs):
+            raise ConfigError(f"{path}: runs of '{row}' are malformed; the file is damaged")
+        names = [row] + [r.get("model") for r in runs] + [r["name"] for r in runs if "name" in r]
+        bad = [n for n in names if not (isinstance(n, str) and ROW_NAME.fullmatch(n))]
+        if bad:
+            raise ConfigError(f"{path}: row or model name {bad[0]!r} is not a plain name (letters, digits, _.+=-); "
+                              f"the file is damaged or crafted")
+        for run in runs:
+            sidecar = (run.get("per_user") or {}).get("file")
+            parts = os.path.normpath(sidecar).split(os.sep) if isinstance(sidecar, str) else [".."]
+            if sidecar is not None and (os.path.isabs(sidecar) or ".." in parts or not sidecar.endswith(".npz")):
+                raise ConfigError(f"{path}: per-user file {sidecar!r} of '{row}' is not a .npz path inside the "
+                                  f"JSON's folder; the file is damaged or crafted")
+    bad = [n for n in doc["order"] if not (isinstance(n, str) and ROW_NAME.fullmatch(n))]
+    if bad:
+        raise ConfigError(f"{path}: 'order' holds {bad[0]!r}, not a plain name; the file is damaged or crafted")
 
 
 def save_results(doc, out):

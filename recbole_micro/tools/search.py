@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from recbole_micro.checkpoint import resume_point
+from recbole_micro.checkpoint import check_run_checkpoint, claim_checkpoint, resume_point
 from recbole_micro.compat import hyperopt_rstate
 from recbole_micro.errors import ConfigError, RecboleMicroError
 from recbole_micro.quick_start import objective_function
@@ -85,9 +85,11 @@ def previous_trials(json_path, header):
 
 
 def _trial_checkpoint(base, model, number):
-    """A trial's best-checkpoint path, fixed before it trains (RecBole would name it by model and second)."""
+    """A trial's best-checkpoint path, fixed and claimed before it trains (``checkpoint.claim_checkpoint``: unique
+    also when another search started in the same second)."""
     stamp = time.strftime("%b-%d-%Y_%H-%M-%S")
-    return os.path.join(os.path.abspath(base.get("checkpoint_dir") or "saved"), f"{model}-trial{number}-{stamp}.pth")
+    return claim_checkpoint(os.path.join(os.path.abspath(base.get("checkpoint_dir") or "saved"),
+                                         f"{model}-trial{number}-{stamp}.pth"))
 
 
 def _reused(previous, params):
@@ -119,12 +121,13 @@ def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, e
                 entry = export.add(earlier)
             else:
                 typed = typed_params(plain(params), known, "trial parameters")
-                checkpoint, resume = _trial_checkpoint(base, base["model"], len(export.trials) + 1), None
+                checkpoint, resume = None, None
                 if unfinished and unfinished[0]["params"] == plain(typed):  # the trial an interruption stopped
-                    checkpoint = unfinished.pop()["checkpoint"]
+                    checkpoint = unfinished.pop()["checkpoint"]  # checked by tune_model: inside checkpoint_dir
                     resume = resume_point(checkpoint)
                     print(f"[tune] continuing {params_text(typed)} from "
                           f"{resume or 'the start (no checkpoint was written)'}", flush=True)
+                checkpoint = checkpoint or _trial_checkpoint(base, base["model"], len(export.trials) + 1)
                 export.start(typed, checkpoint)
                 progress = validation_lines(f"[tune] trial {len(export.trials) + 1}/{self.max_evals} "
                                             f"{params_text(typed)}", metric)
@@ -269,6 +272,7 @@ def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=No
         if isinstance(base.get(key), str):
             base[key] = os.path.abspath(base[key])
     config = resolve_config(model, dataset, config_files, base)
+    base["checkpoint_dir"] = os.path.abspath(config["checkpoint_dir"])  # also when a yaml config file sets it
     known = known_keys(config)
     spec = check_space(spec, known, params_path)  # before any trial: unknown keys, mistyped or unsafe values
     shadowed = [name for group in spec.values() for name in group if name in fixed]
@@ -286,6 +290,9 @@ def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=No
         raise ConfigError("--resume works with --tool hyperopt only (Ray Tune keeps its own experiment state)")
     previous, running = (previous_trials(output_paths(output_file or default_output(model, dataset))[0], header)
                          if resume else ([], None))
+    if running:  # the export names the unfinished trial's checkpoint: it must be where this search writes
+        running["checkpoint"] = check_run_checkpoint(running["checkpoint"], base["checkpoint_dir"],
+                                                     f"tuning export {output_paths(output_file or default_output(model, dataset))[0]}")
     export = TuningExport(output_file or default_output(model, dataset), header)
     export.write()
     print(f"[tune] {model} on {dataset}: {tool} {algo} search over {params_path}; selecting on valid "
