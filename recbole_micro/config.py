@@ -36,6 +36,13 @@ DERIVED_KEYS = frozenset({
 })
 # Keys of one multi-process run (quick_start.run): a saved config reloads as a single process.
 PROCESS_KEYS = frozenset({"world_size", "nproc", "offset", "ip", "port"})
+# Keys a dataset's own yaml (a file in the data folder, shared with the data) may not set: where the run reads
+# and writes, what it trains, the files a model loads, processes, network and outside services.
+NOT_DATASET_KEYS = frozenset({
+    "model", "dataset", "data_path", "checkpoint_dir", "pre_model_path", "pretrain_path", "mf_pretrain_path",
+    "mlp_pretrain_path", "warm_up", "world_size", "nproc", "offset", "ip", "port", "local_rank", "log_wandb",
+    "wandb_project",
+})
 # RecBole keys whose string value RecBole itself passes to eval() (KD_DAGFM's teacher class name).
 EVALUATED_BY_RECBOLE = ("teacher",)
 
@@ -121,13 +128,19 @@ class Config(RecBoleConfig):
         ensure_dataset(dataset, data_path)
         own = os.path.join(dataset_dir(data_path, dataset), f"{dataset}.yaml")
         if os.path.isfile(own):
-            self._add_yaml(own, True)
+            refused = sorted(set(self._add_yaml(own, True)) & NOT_DATASET_KEYS)
+            if refused:
+                raise ConfigError(
+                    f"{own}: the dataset's yaml sets '{refused[0]}', which a data folder may not decide (where the run "
+                    f"reads or writes, what it trains, processes or outside services); remove it from the dataset "
+                    f"yaml and set it on the command line or in your own config file")
 
     def _add_yaml(self, file, is_dataset):
         config_dict = self._update_internal_config_dict(file) or {}
         check_cache_keys(config_dict, file)  # e.g. the dataset's own yaml in its data folder
         if is_dataset:
             self.parameters["Dataset"] += [k for k in config_dict if k not in self.parameters["Dataset"]]
+        return config_dict
 
     def _init_device(self):
         r"""RecBole's device set-up, with the visible GPUs fixed before anything initialises CUDA, plus

@@ -451,3 +451,13 @@ def test_checkpoint_with_non_finite_weights_is_refused(trained, tmp_path, capsys
     one_line(cli_error(capsys, ["recommend", "--checkpoint", str(crafted), "--users", "0"]), *expected)
     one_line(cli_error(capsys, ["--model", "BPR", "--dataset", "syn", f"--data_path={root}",
                                 f"--checkpoint_dir={tmp_path}", "--state=ERROR", "--resume", str(crafted)]), *expected)
+
+
+@pytest.mark.parametrize("line", ["checkpoint_dir: /tmp/victim-folder", "data_path: /elsewhere", "model: BPR",
+                                  "ip: attacker.example", "log_wandb: True"])
+def test_the_datasets_own_yaml_cannot_decide_where_the_run_writes(tmp_path, synthetic, line):
+    synthetic("syn", **SMALL, extra_yaml=[line])
+    with pytest.raises(ConfigError) as info:
+        build("MICRO", "syn", config_dict=run_config(tmp_path))
+    one_line(info.value, str(tmp_path / "syn" / "syn.yaml"), f"sets '{line.split(':')[0]}'", "remove it")
+    assert not Path("/tmp/victim-folder").exists() and not (tmp_path / "saved").exists()
