@@ -27,13 +27,16 @@ def build_recommend_parser():
 
 
 def recommend_action(args, overrides):
-    from recbole_micro.recommend import format_recommendations, recommend
+    from recbole_micro.recommend import format_recommendations, recommend, shortfall
 
     if overrides:
         raise ConfigError(f"recommend takes no config overrides, got {overrides}; the checkpoint holds the config")
     results = recommend(args.checkpoint, args.users.split(","), topk=args.topk, exclude=args.exclude,
                         data_path=args.data_path)
     print(format_recommendations(results))
+    note = shortfall(results, args.topk)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     return results
 
 

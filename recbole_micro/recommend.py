@@ -49,7 +49,7 @@ def resolve_users(dataset, users):
     known = dataset.field2token_id[dataset.uid_field]
     unknown = [u for u in users if u not in known or u == "[PAD]"]
     if unknown:
-        examples = [t for t in list(known)[1:4]]
+        examples = [str(t) for t in list(known)[1:4]]  # plain 'u0', not np.str_('u0')
         raise UnknownUserError(
             f"user tokens {unknown[:10]}{' ...' if len(unknown) > 10 else ''} ({len(unknown)} of {len(users)}) "
             f"are not in dataset '{dataset.dataset_name}' ({dataset.user_num - 1} users, e.g. {examples}); "
@@ -84,6 +84,18 @@ def recommend(checkpoint, users, topk=10, exclude="train", loaded=None, data_pat
         items = dataset.id2token(dataset.iid_field, index[row][keep].numpy())
         results.append({"user": user, "items": [str(t) for t in items], "scores": scores[row][keep].tolist()})
     return results
+
+
+def shortfall(results, topk):
+    """One line when some users got fewer than ``topk`` items (the candidates left after their excluded
+    history are fewer), '' otherwise."""
+    short = [r for r in results if len(r["items"]) < topk]
+    if not short:
+        return ""
+    fewest = min(short, key=lambda r: len(r["items"]))
+    return (f"{len(short)} of {len(results)} users got fewer than topk={topk} items (fewest: user "
+            f"'{fewest['user']}', {len(fewest['items'])} items): only items outside a user's excluded history are "
+            f"candidates")
 
 
 def format_recommendations(results):

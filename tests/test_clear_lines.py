@@ -5,7 +5,9 @@ Library calls raise a ``RecboleMicroError`` whose one-line message is checked; c
 2 with one ``error:`` line and no traceback.
 """
 
+import argparse
 import csv
+import json
 import logging
 import os
 import re
@@ -17,13 +19,16 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, run_config, train_on_synthetic
+from conftest import REPO, run_config, split_history, train_on_synthetic
 from recbole_micro.checkpoint import last_checkpoint
+from recbole_micro.commands import recommend_action
 from recbole_micro.config import Config
 from recbole_micro.data.convert import convert_lattice
 from recbole_micro.errors import CheckpointError, ConfigError, RecboleMicroError
 from recbole_micro.quick_start import run_recbole_micro
-from recbole_micro.recommend import recommend
+from recbole_micro.recommend import UnknownUserError, recommend
+from recbole_micro.tools.cli import compare_main
+from recbole_micro.tools.files import locked
 from recbole_micro.progress import EpochProgress, heartbeat
 from recbole_micro.tools.space import read_hyper_file
 from recbole_micro.utils import create_dataset
@@ -333,3 +338,77 @@ def test_bad_progress_every(tmp_path, syn, value):
     with pytest.raises(ConfigError) as info:
         create_dataset(config)
     check(message(info), f"config key 'progress_every' is {value!r}; use seconds >= 0")
+
+
+# ------------------------------------------------------------------------------------------ 11. failed comparisons
+def _compare_args(tmp_path, name, *extra):
+    return ["--dataset", name, "--models", "BPR,LightGCN", "--out", str(tmp_path / "results"),
+            f"--data_path={tmp_path}", f"--checkpoint_dir={tmp_path / 'saved'}", "--state=ERROR", *extra]
+
+
+@pytest.mark.parametrize("epochs", ["0", "-3"])
+def test_compare_refuses_an_epoch_budget_below_one(tmp_path, syn, capsys, epochs):
+    with pytest.raises(SystemExit) as stop:
+        compare_main(_compare_args(tmp_path, syn, "--epochs", epochs))
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --epochs is {epochs}; the epoch budget must be an integer >= 1 (0 or less would put untrained "
+        f"models on the page)")
+    assert not (tmp_path / "results").exists()
+
+
+def test_compare_exits_2_when_every_run_failed(tmp_path, syn, capsys):
+    with pytest.raises(SystemExit) as stop:
+        compare_main(_compare_args(tmp_path, syn, "--epochs", "1", "--learning_rate=-1"))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    results = tmp_path / "results"
+    assert err == [
+        "[compare 1/2] BPR FAILED: config key 'learning_rate' is -1; it must be a number > 0",
+        "[compare 2/2] LightGCN FAILED: config key 'learning_rate' is -1; it must be a number > 0",
+        f"error: all 2 run(s) of this comparison failed (first: BPR seed 123: ConfigError: config key "
+        f"'learning_rate' is -1; it must be a number > 0); {results / f'{syn}.json'} lists every run's error",
+    ]
+    doc = json.loads((results / f"{syn}.json").read_text())
+    assert sorted(run["status"] for runs in doc["runs"].values() for run in runs.values()) == ["failed", "failed"]
+    assert not [f for f in os.listdir(results) if f.endswith(".lock")]  # item 12: no lock file left behind
+
+
+def test_epochs_below_one_refused_for_a_single_run(tmp_path, syn):
+    for epochs in (0, -3):
+        with pytest.raises(ConfigError) as info:
+            run_recbole_micro(model="BPR", dataset=syn, config_dict=run_config(tmp_path, epochs=epochs))
+        assert message(info) == f"config key 'epochs' is {epochs}; it must be an integer > 0"
+
+
+# ------------------------------------------------------------------------------------------ 12. cosmetic
+def test_unknown_user_message_shows_plain_tokens(bpr_run):
+    _root, best, _last = bpr_run
+    with pytest.raises(UnknownUserError) as info:
+        recommend(best, ["u0"], topk=3)
+    assert message(info) == ("user tokens ['u0'] (1 of 1) are not in dataset 'syn' (40 users, e.g. ['0', '1', '2']); "
+                             "pass tokens from the 'user_id' column of its .inter files")
+
+
+def test_results_folder_holds_no_lock_file_after_a_locked_update(tmp_path):
+    path = tmp_path / "syn.json"
+    with locked(str(path)):
+        path.write_text("{}")
+    assert sorted(os.listdir(tmp_path)) == ["syn.json"]
+
+
+def test_topk_above_the_candidates_warns_once(bpr_run, capsys):
+    root, best, _last = bpr_run
+    train = split_history(root, "train")
+    args = argparse.Namespace(checkpoint=best, users="0,1", topk=100, exclude="train", data_path=None)
+    results = recommend_action(args, [])
+    out, err = capsys.readouterr()
+    counts = {r["user"]: len(r["items"]) for r in results}
+    assert counts == {u: SMALL["n_items"] - len(train[u]) for u in ("0", "1")}  # every candidate, no more
+    assert len(out.strip().splitlines()) == 1 + sum(counts.values())
+    fewest = min(counts, key=counts.get)
+    assert err.strip() == (f"warning: 2 of 2 users got fewer than topk=100 items (fewest: user '{fewest}', "
+                           f"{counts[fewest]} items): only items outside a user's excluded history are candidates")
+    args.topk = 3
+    recommend_action(args, [])
+    assert capsys.readouterr().err == ""

@@ -35,11 +35,11 @@ def _require_positive(config, key, integer):
 
 def check_run(config, dataset):
     """Run-level checks for every model (BPR and LightGCN as much as MICRO), before RecBole splits the
-    data: ``learning_rate``, ``train_batch_size`` and ``eval_batch_size`` > 0; no empty train, valid or
+    data: ``learning_rate``, ``train_batch_size``, ``eval_batch_size`` and ``epochs`` > 0; no empty train, valid or
     test split (``ConfigError`` / ``DatasetNotFoundError``); duplicate (user, item) rows and pairs shared
     by the training and an evaluation split are logged once, with counts."""
     _require_positive(config, "learning_rate", integer=False)
-    for key in ("train_batch_size", "eval_batch_size"):
+    for key in ("train_batch_size", "eval_batch_size", "epochs"):  # epochs 0 would test an untrained model
         _require_positive(config, key, integer=True)
     for split, rows in _splits(config, dataset).items():
         if rows is not None and rows.size == 0:

@@ -31,6 +31,10 @@ from recbole_micro.tools.results import (
 from recbole_micro.tools.space import HYPER_DIR, read_hyper_file
 from recbole_micro.tools.values import check_model, known_keys, parse_overrides, resolve_config, typed_params
 
+class ComparisonFailed(RecboleMicroError):
+    """Every run of a comparison job failed (the results JSON and the page list each error)."""
+
+
 PER_USER_METRICS = ("recall@20", "ndcg@20")  # stored per test user for the paired tests
 VARIANT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.+=-]{0,63}")  # a row name that is also safe in file names
 
@@ -167,7 +171,10 @@ def run_comparison(dataset, models, epochs=None, tuned=None, overrides=None, con
     name = _variant_name(name, models)
     fixed = parse_overrides(overrides)
     if epochs is not None:
-        fixed["epochs"] = int(epochs)
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"--epochs is {epochs!r}; the epoch budget must be an integer >= 1 (0 or less would "
+                              f"put untrained models on the page)")
+        fixed["epochs"] = epochs
     seed_list = _seed_list(seeds)
     if seed_list and "seed" in fixed:
         raise ConfigError("give the seeds with --seeds only (a --seed=N override is also set)")
@@ -192,15 +199,21 @@ def run_comparison(dataset, models, epochs=None, tuned=None, overrides=None, con
         raise ConfigError(f"{path} holds results for another dataset than {dataset}")
     job = _Job(dataset, out, command, fresh=not (append or resume))
     plan = [(m, s) for m in models for s in (seed_list or [None])]
+    entries = []
     for index, (model, seed) in enumerate(plan, 1):
         prefix = f"[compare {index}/{len(plan)}]"
         config_dict = dict(params[model])
         config_dict.update(fixed)
         if seed is not None:
             config_dict["seed"] = seed
-        job.run(model, seed, config_dict, config_files, prefix, tuned.get(model), fixed, resume,
-                label=(f" ({name})" if name else "") + (f" seed {seed}" if seed_list and len(seed_list) > 1 else ""),
-                name=name)
+        label = (f" ({name})" if name else "") + (f" seed {seed}" if seed_list and len(seed_list) > 1 else "")
+        entries.append(job.run(model, seed, config_dict, config_files, prefix, tuned.get(model), fixed, resume,
+                               label=label, name=name))
+    if all(entry.get("status") == "failed" for entry in entries):  # exit status 2, as run_hyper's SearchFailed
+        first = entries[0]
+        raise ComparisonFailed(f"all {len(entries)} run(s) of this comparison failed (first: "
+                               f"{first.get('name') or first['model']} seed {first['seed']}: {first.get('error')}); "
+                               f"{path} lists every run's error")
     return job.doc
 
 

@@ -27,17 +27,21 @@ def atomic_write(path, text):
 
 @contextlib.contextmanager
 def locked(path):
-    """Hold an exclusive advisory lock on ``<path>.lock`` for the block: read-modify-write of a file that
-    jobs running side by side share (the comparison JSON) without losing each other's updates."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".lock", "a", encoding="utf-8") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    """Hold an exclusive advisory lock for the block: read-modify-write of a file that jobs running side by
+    side share (the comparison JSON) without losing each other's updates. The lock is taken on the file's
+    folder (``flock`` on a directory), so no lock file is left behind; a removed lock file could not be
+    shared safely (a job waiting on the removed one and a job creating a new one would both hold "the lock")."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing the last descriptor releases the lock
 
 
 def plain(value):
