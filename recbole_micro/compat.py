@@ -37,6 +37,11 @@ numpy 2.0                                                     execute; in Ray wo
                                                               Ray's ``RAY_RUNTIME_ENV_HOOK``
 setuptools 81         ``import ray`` (``recbole.quick_start``  a ``pkg_resources`` stand-in
                       and every Ray worker)                   (``recbole_micro/_standin``) on the path
+no Ray (optional;     ``recbole.quick_start`` imports         a ``ray.tune`` stand-in (``report`` does
+no ray<=2.6.3 wheels  ``from ray import tune`` at its top     nothing) while that module executes; out
+for Python 3.12+)                                             of ``sys.modules`` right after
+ray 2.7               ``objective_function``                  ``tune.report(**test_result)`` reported
+                      (recbole/quick_start/quick_start.py)    as one dict (``recbole_micro.raytune``)
 ====================  ======================================  ==========================================
 
 ``applied()`` lists the fixes in force in this process; ``report()`` prints the versions and fixes
@@ -45,6 +50,7 @@ off by name in the environment: ``RECBOLE_MICRO_COMPAT_OFF=pandas>=3,scipy>=1.13
 """
 
 import functools
+import importlib
 import importlib.abc
 import importlib.util
 import os
@@ -480,6 +486,81 @@ def _fix_ray():
         _APPLIED.append(("ray<2.7 on numpy>=2", "ray.tune.logger (np.bool8)"))
 
 
+# ------------------------------------------------------------------ Ray not installed / Ray >= 2.7
+
+# ``recbole/quick_start/quick_start.py`` runs ``from ray import tune`` at import time (for one call,
+# ``tune.report(**test_result)`` in ``objective_function``), so without Ray ``import recbole.quick_start``
+# fails although nothing else needs Ray. RecBole's tracker: #1820, #1990; PR #2187 (lazy import, unmerged).
+_QUICK_START = "recbole.quick_start.quick_start"
+# What that module imports besides ray, imported before the stand-in goes in, so that only the module's
+# own top level runs while ``sys.modules`` holds it.
+_QUICK_START_IMPORTS = ("torch.distributed", "recbole.config", "recbole.data", "recbole.data.transform",
+                        "recbole.utils")
+
+
+class _TuneStandIn(types.ModuleType):
+    """``ray.tune`` as RecBole's quick_start sees it when Ray is not installed. ``report`` does what Ray
+    2.6's ``tune.report`` does outside a Tune trial (nothing); any other name raises the install line."""
+
+    def report(self, *args, **kwargs):  # noqa: ARG002 - outside Ray Tune there is nobody to report to
+        return None
+
+    def __getattr__(self, name):  # AttributeError: ``hasattr`` probes (inspect, pickle) stay harmless
+        from recbole_micro.raytune import missing_message
+
+        raise AttributeError(missing_message(f"ray.tune.{name}"))
+
+
+def _ray_standin_while_importing():
+    """Give RecBole's quick_start a ``ray`` holding the ``tune`` stand-in while it executes, and take it out
+    of ``sys.modules`` right after: the module keeps its ``tune`` and a user's own ``import ray`` still fails."""
+    for name in _QUICK_START_IMPORTS:
+        importlib.import_module(name)
+    marker = object()
+    saved = {name: sys.modules.get(name, marker) for name in ("ray", "ray.tune")}
+    ray = types.ModuleType("ray", "recbole_micro.compat's stand-in while recbole.quick_start executes")
+    ray.tune = _TuneStandIn("ray.tune")
+    sys.modules["ray"], sys.modules["ray.tune"] = ray, ray.tune
+
+    def restore():
+        for name, module in saved.items():
+            if module is marker:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+    return restore
+
+
+def _fix_no_ray():
+    _while_importing(_QUICK_START, _ray_standin_while_importing)
+    if ("no ray", f"{_QUICK_START} (from ray import tune)") not in _APPLIED:
+        _APPLIED.append(("no ray", f"{_QUICK_START} (from ray import tune)"))
+
+
+def _report_keywords(_metric=None, **kwargs):
+    """RecBole's ``tune.report(**test_result)`` on Ray >= 2.7, whose reporting takes one dict
+    (``ray.tune.report(metrics)`` / ``ray.train.report(metrics)``); outside a trial it does nothing."""
+    from recbole_micro import raytune
+
+    metrics = dict(kwargs)
+    if _metric is not None:
+        metrics["_metric"] = _metric
+    raytune.report(metrics)
+
+
+def _fix_tune_report(quick_start):
+    """Replace ``objective_function`` by a copy whose ``tune`` has ``report`` of the keywords as a dict."""
+    function = quick_start.objective_function
+    if getattr(function, _MARK, None) == "ray>=2.7":
+        return
+    _replace(quick_start, "objective_function",
+             _rebound(function, tune=_Overlay(quick_start.tune, report=_report_keywords)), "ray>=2.7")
+    package = sys.modules.get("recbole.quick_start")  # imported before: it bound the original name
+    if package is not None and getattr(package, "objective_function", None) is function:
+        package.objective_function = quick_start.objective_function
+
+
 # ------------------------------------------------------------------ setuptools >= 81
 
 def _real_pkg_resources():
@@ -510,6 +591,13 @@ def _fix_pkg_resources():
 
 # ------------------------------------------------------------------ entry points
 
+def _ray_importable():
+    """Whether ``import ray`` can work (found, not imported; ``sys.modules["ray"] = None`` blocks it)."""
+    from recbole_micro.raytune import available
+
+    return available()
+
+
 def needed():
     """The fixes this environment needs, by name: the installed versions decide."""
     versions = {name: installed(name) or (0,) for name in ("numpy", "pandas", "scipy", "hyperopt", "ray")}
@@ -524,6 +612,10 @@ def needed():
         fixes.append("hyperopt>=0.2.7")
     if versions["numpy"] >= (2,) and (0,) < versions["ray"] < (2, 7):
         fixes.append("ray<2.7 on numpy>=2")
+    if not _ray_importable():
+        fixes.append("no ray")
+    elif versions["ray"] >= (2, 7):
+        fixes.append("ray>=2.7")
     if not _real_pkg_resources():
         fixes.append("setuptools>=81")
     return fixes
@@ -531,6 +623,9 @@ def needed():
 
 def apply():
     """Register every fix this environment needs (idempotent). Returns ``applied()``."""
+    if installed("recbole") is None:  # Python 3.12+: RecBole is installed by hand, without its dependencies
+        raise ModuleNotFoundError("recbole-micro needs RecBole 1.2.1, which is not installed: "
+                                  "pip install --no-deps recbole==1.2.1 (README, Install)", name="recbole")
     off = {name.strip() for name in os.environ.get("RECBOLE_MICRO_COMPAT_OFF", "").split(",") if name.strip()}
     fixes = [] if "all" in off else [fix for fix in needed() if fix not in off]
     if "numpy>=2" in fixes:
@@ -546,6 +641,10 @@ def apply():
         _when_imported("recbole.trainer.hyper_tuning", _fix_hyperopt)
     if "ray<2.7 on numpy>=2" in fixes:
         _fix_ray()
+    if "no ray" in fixes:
+        _fix_no_ray()
+    if "ray>=2.7" in fixes:
+        _when_imported(_QUICK_START, _fix_tune_report)
     if "setuptools>=81" in fixes:
         _fix_pkg_resources()
     return applied()

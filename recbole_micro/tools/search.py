@@ -14,6 +14,7 @@ import time
 
 from recbole_micro.checkpoint import check_run_checkpoint, claim_checkpoint, resume_point
 from recbole_micro.compat import hyperopt_rstate
+from recbole_micro import raytune
 from recbole_micro.errors import ConfigError, RecboleMicroError
 from recbole_micro.quick_start import objective_function
 from recbole_micro.tools.export import TuningExport, output_paths, trial_entry
@@ -160,29 +161,23 @@ def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, e
 
 def _ray_trainable(config, base=None, config_files=None, known=None, cwd=None, checkpoint_root=None):
     """A Ray Tune function trainable: one objective run in a Ray worker, reported once."""
-    from ray.air import session
-
     if cwd:
         os.chdir(cwd)
     base = dict(base or {})
     if checkpoint_root:  # a folder per trial: RecBole names checkpoints by model and second only
-        base["checkpoint_dir"] = os.path.join(checkpoint_root, session.get_trial_id())
+        base["checkpoint_dir"] = os.path.join(checkpoint_root, raytune.trial_id())
     entry = _run_trial(base, config, config_files, known)
     report = {"record": json.dumps(entry)}
     if entry["status"] == "ok":
         report["best_valid_score"] = entry["best_valid_score"]
         report.update({f"valid_{k}": v for k, v in entry["valid"].items()})
         report.update({f"test_{k}": v for k, v in entry["test"].items()})
-    session.report(report)
+    raytune.report(report)
 
 
 def _ray_search(export, spec, base, config_files, known, algo, max_evals, ray_options):
-    try:
-        import ray
-        from ray import tune
-        from ray.tune import Callback
-    except ImportError as error:
-        raise ConfigError(f"--tool ray needs Ray Tune installed ({error}); pip install 'ray[tune]'") from None
+    ray, tune = raytune.require()
+    from ray.tune import Callback
 
     bigger = export.doc["valid_metric_bigger"]
     metric = export.doc["valid_metric"]
@@ -222,14 +217,15 @@ def _ray_search(export, spec, base, config_files, known, algo, max_evals, ray_op
     checkpoint_root = os.path.abspath(os.path.join(saved, "ray_trials"))
     trainable = tune.with_parameters(_ray_trainable, base=base, config_files=config_files, known=known,
                                      cwd=os.getcwd(), checkpoint_root=checkpoint_root)
+    results_dir = os.path.abspath(ray_options.get("local_dir") or os.path.join(saved, "ray_results"))
     try:
         tune.run(
             trainable, config=space, search_alg=search_alg,
             num_samples=1 if algo == "exhaustive" else (max_evals or 10),
             resources_per_trial={"cpu": ray_options.get("cpus_per_trial", 1),
                                  "gpu": ray_options.get("gpus_per_trial", 0)},
-            local_dir=os.path.abspath(ray_options.get("local_dir") or os.path.join(saved, "ray_results")),
-            chdir_to_trial_dir=False, callbacks=[RecordCallback()], raise_on_failed_trial=False,
+            **raytune.run_options(results_dir),
+            callbacks=[RecordCallback()], raise_on_failed_trial=False,
             verbose=ray_options.get("verbose", 0),
             name=f"{export.doc['model']}-{export.doc['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}",
         )
@@ -260,6 +256,8 @@ def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=No
         raise ConfigError(f"--algo must be one of {', '.join(ALGOS)}, got '{algo}'")
     if tool not in TOOLS:
         raise ConfigError(f"--tool must be hyperopt or ray, got '{tool}'")
+    if tool == "ray" and not raytune.available():  # before anything is read or written
+        raise raytune.RayNotInstalled(raytune.missing_message())
     params_path = find_params_file(params_file or model)
     spec = read_hyper_file(params_path)
     if algo == "exhaustive" and space_size(spec) is None:

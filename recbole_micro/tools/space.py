@@ -107,7 +107,9 @@ def space_size(spec):
 
 def ray_space(spec, algo):
     """The search space for Ray Tune: grid_search for ``exhaustive``, samplers for ``random``."""
-    from ray import tune
+    from recbole_micro.raytune import require
+
+    _, tune = require()
 
     if algo == "exhaustive":
         return {name: tune.grid_search(list(values)) for name, values in spec["choice"].items()}
