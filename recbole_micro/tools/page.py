@@ -399,6 +399,10 @@ def _protocol_section(runs):
     if not runs:
         return []
     common, differing = _common_settings(runs)
+
+    def setting(key, text):
+        """One setting's text: the common value's, or a pointer to the per-model list below."""
+        return f"per model (`{key}`, listed under *Not identical across models*)" if key in differing else text(common.get(key))
     budgets = sorted({r["epoch_budget"] for r in runs})
     budget = str(budgets[0]) if len(budgets) == 1 else "differs per model (see the table)"
     metric = runs[0]["valid_metric"]
@@ -413,7 +417,7 @@ def _protocol_section(runs):
         f"- **Seed{'s' if len(seeds) > 1 else ''}:** {seed_text} (`reproducibility: {common.get('reproducibility')}`).",
         f"- **Training:** RecBole's trainer, batches of {common.get('train_batch_size', '?')} (user, positive, "
         f"negative) triples, negatives `{common.get('train_neg_sample_args')}`; sampler "
-        f"{_sampler_text(common.get('train_sampler'))}.",
+        f"{setting('train_sampler', _sampler_text)}.",
         f"- **Epoch budget:** {budget}; validation every {_eval_every(common, runs)} epochs; early stopping "
         f"after {common.get('stopping_step', '?')} validations without improvement of valid `{metric}`. Each "
         "model's epochs actually run and the epoch of its best validation are in the table: a model stopped by "
@@ -421,8 +425,8 @@ def _protocol_section(runs):
         f"- **Selection:** the checkpoint with the best valid `{metric}`; test is evaluated once on it (selection "
         "never looks at test).",
         f"- **Evaluation:** full ranking (`mode: {(common.get('eval_args') or {}).get('mode')}`) over "
-        f"{_candidates_text(common.get('eval_candidates'))}, "
-        f"{_mask_text(common.get('test_mask_valid'))}; metrics {common.get('metrics')} at {common.get('topk')}, "
+        f"{setting('eval_candidates', _candidates_text)}, "
+        f"{setting('test_mask_valid', _mask_text)}; metrics {common.get('metrics')} at {common.get('topk')}, "
         "averaged over users with at least one held-out item.",
         "- **Metric definitions (RecBole):** Recall@K = |hits in top K| / |user's held-out items|; "
         "Precision@K = |hits in top K| / K; NDCG@K = DCG@K / IDCG@K with binary relevance, DCG@K = "
@@ -442,8 +446,10 @@ def _settings_section(doc, models):
         return []
     lines = ["## Model settings", "", "| model | hyper-parameters | source |", "|---|---|---|"]
     # an override of a key that plugin models add (contrastive_mode, say) is not listed for a model whose yamls,
-    # the plugin's and RecBole's, do not define it: that model never reads it
-    plugin_keys = frozenset().union(*(_plugin_keys(name) for name in _plugin_models()))
+    # the plugin's and RecBole's, do not define it: that model never reads it. Keys of the plugin's overall.yaml
+    # (train_sampler, say) are read by every model, whichever model yaml also sets them.
+    plugin_keys = frozenset().union(*(_plugin_keys(name) for name in _plugin_models())) - _yaml_keys(
+        os.path.join(PROPERTIES_DIR, "overall.yaml"))
     for model in models:
         r = _ok(doc, model)[0]
         params = ", ".join(f"`{k}={v}`" for k, v in (r.get("hyper") or {}).items())
