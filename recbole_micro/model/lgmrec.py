@@ -30,7 +30,8 @@ interaction matrix:
 Where the authors' two codes differ, MMRec's is followed: the authors' repository overwrites the image
 user–hyperedge matrix with the text one's Gumbel-softmax and leaves the text one un-normalised (a typo that
 MMRec's copy fixes). Behaviours of the code kept by default, each with a switch: the Gumbel noise is drawn at
-evaluation too (``hyper_eval_noise: False`` scores with the noiseless softmax); the regulariser is the
+evaluation too (``hyper_eval_noise: False`` scores with the noiseless softmax; the code draws it per batch of
+evaluated users, here once per evaluation, as the embeddings are cached); the regulariser is the
 unsquared norm (``reg_norm: squared`` uses Σ‖·‖²/B). Extensions beyond the code's two modalities: one
 modality has no contrastive term, M > 2 modalities sum L_HCL over every pair (m_a, m_b), a < b, in the
 order of ``modalities``. RecBole's [PAD] rows are left out of the hyperedges and of the contrastive

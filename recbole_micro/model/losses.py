@@ -320,4 +320,5 @@ def candidate_infonce(anchor, positive, candidates, temperature):
     a = F.normalize(anchor, p=2, dim=1)
     p = F.normalize(positive, p=2, dim=1)
     z = F.normalize(candidates, p=2, dim=1)
-    return (torch.logsumexp(a @ z.t() / temperature, dim=1) - (a * p).sum(1) / temperature).sum()
+    a = a / temperature  # scaled before the B × |candidates| product, not after it
+    return (torch.logsumexp(a @ z.t(), dim=1) - (a * p).sum(1)).sum()
