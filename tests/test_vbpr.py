@@ -225,6 +225,9 @@ def test_shipped_spaces_and_keys_are_known_to_the_checks(tmp_path, synthetic, mo
     spec = read_hyper_file(find_params_file(model))
     config = resolve_config(model, name, None, run_config(tmp_path))
     assert set(spec["choice"]) <= set(config.final_config_dict)
+    # the authors' training set-up (MMRec overall.yaml): Adam 1e-3, 2048 per step, every interaction per epoch
+    assert (config["learning_rate"], config["train_batch_size"], config["train_sampler"]) == (0.001, 2048, "interaction")
+    assert config["embedding_size"] == 64
     assert check_space(spec, known_keys(config), model) == spec
     with pytest.raises(ConfigError, match=f"'{typo}' is not a known key of {model} \\(did you mean '{key}'\\?\\)"):
         build(model, name, config_dict=run_config(tmp_path, device="cpu", use_gpu=False, **{typo: 1}))
