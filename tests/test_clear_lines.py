@@ -148,19 +148,21 @@ FIELD_CASES = [  # (id, edit, expected part of the line)
     ("optimizer-groups", _set("optimizer", {"state": {}, "param_groups": "x"}),
      "field 'optimizer' has 'param_groups' 'x' (a str); it must be a list of dicts with integer 'params'"),
     ("data-str", _set("data", "x"), "field 'data' is 'x' (a str); it must be the token ids of the training data"),
-    ("data-keys", _set("data", {"users": 3}), "field 'data' has 'user_field' None (a NoneType); it must be a field name"),
+    ("data-keys", _set("data", {"users": 3}),
+     "field 'data' has 'user_field' None (a NoneType); it must be a field name"),
     ("state_dict-str", _first_parameter_as_text,
      "field 'state_dict' has 'user_embedding.weight' = 'hello' (a str); every parameter must be a tensor"),
     ("other_parameter-str", _set("other_parameter", "x"), "field 'other_parameter' is 'x' (a str)"),
-    ("best_valid_score-str", _set("best_valid_score", "x"), "field 'best_valid_score' is 'x' (a str); it must be a number"),
+    ("best_valid_score-str", _set("best_valid_score", "x"),
+     "field 'best_valid_score' is 'x' (a str); it must be a number"),
 ]
 
 
 @pytest.mark.parametrize("edit, expected", [c[1:] for c in FIELD_CASES], ids=[c[0] for c in FIELD_CASES])
 def test_malformed_checkpoint_field_is_one_line_on_resume_and_recommend(tmp_path, bpr_run, edit, expected):
     root, _best, last = bpr_run
-    path = _altered(last, tmp_path / "altered.pth", edit)
-    before = (tmp_path / "altered.pth").read_bytes()
+    path = _altered(last, tmp_path / "altered-last.pth", edit)
+    before = (tmp_path / "altered-last.pth").read_bytes()
     for action in (lambda: run_recbole_micro(model="BPR", dataset="syn", resume=path,
                                              config_dict=run_config(root, epochs=3, eval_step=1,
                                                                     checkpoint_dir=str(tmp_path / "saved"))),
@@ -169,7 +171,7 @@ def test_malformed_checkpoint_field_is_one_line_on_resume_and_recommend(tmp_path
             action()
         check(message(info), f"checkpoint {path}: ", expected, "the file was altered or is corrupt",
               "use another checkpoint or retrain")
-    assert (tmp_path / "altered.pth").read_bytes() == before  # refused before anything was written
+    assert (tmp_path / "altered-last.pth").read_bytes() == before  # refused before anything was written
     assert not (tmp_path / "saved").exists()
 
 
@@ -179,7 +181,7 @@ def test_optimizer_of_other_parameter_groups_is_one_line_on_resume(tmp_path, bpr
     def two_groups(state):
         state["optimizer"]["param_groups"] = state["optimizer"]["param_groups"] * 2
 
-    path = _altered(last, tmp_path / "groups.pth", two_groups)
+    path = _altered(last, tmp_path / "groups-last.pth", two_groups)
     with pytest.raises(CheckpointError) as info:
         run_recbole_micro(model="BPR", dataset="syn", resume=path,
                           config_dict=run_config(root, epochs=3, eval_step=1, checkpoint_dir=str(tmp_path / "s")))
@@ -197,7 +199,7 @@ def test_epoch_minus_one_written_by_recbole_is_accepted(tmp_path, bpr_run):
 @pytest.mark.parametrize("command", ["resume", "recommend"])
 def test_cli_malformed_checkpoint_field(tmp_path, bpr_run, command):
     root, _best, last = bpr_run
-    path = _altered(last, tmp_path / "altered.pth", _set("epoch", "five"))
+    path = _altered(last, tmp_path / "altered-last.pth", _set("epoch", "five"))
     if command == "resume":
         args = ("--model", "BPR", "--dataset", "syn", f"--data_path={root}", f"--checkpoint_dir={tmp_path / 's'}",
                 "--state=ERROR", "--epochs=3", "--resume", path)
@@ -247,8 +249,8 @@ def test_checkpoint_dir_is_checked_before_any_data_is_loaded(tmp_path, syn, monk
 def test_cli_checkpoint_dir_through_a_regular_file(tmp_path, syn):
     (tmp_path / "a-file").write_text("x\n")
     folder = tmp_path / "a-file" / "saved"
-    assert_cli_error(run_cli("--model", "BPR", "--dataset", syn, f"--data_path={tmp_path}", f"--checkpoint_dir={folder}",
-                             "--state=ERROR", "--epochs=1"),
+    assert_cli_error(run_cli("--model", "BPR", "--dataset", syn, f"--data_path={tmp_path}",
+                             f"--checkpoint_dir={folder}", "--state=ERROR", "--epochs=1"),
                      f"checkpoint_dir {folder} cannot be created: {tmp_path / 'a-file'} is a regular file")
 
 
