@@ -174,7 +174,7 @@ def test_found_by_name_with_the_authors_baby_defaults(tmp_path, synthetic):
     assert get_model("LGMRec") is LGMRec
     expected = dict(embedding_size=64, cf_model="lightgcn", n_ui_layers=2, n_mm_layers=2, n_hyper_layer=1, hyper_num=4,
                     keep_rate=0.5, alpha=0.3, cl_weight=1e-4, reg_weight=1e-6, temperature=0.2, hyper_eval_noise=True,
-                    reg_norm="frobenius", learning_rate=1e-3)
+                    reg_norm="frobenius", learning_rate=1e-3, train_batch_size=2048, train_sampler="interaction")
     assert {k: config[k] for k in expected} == expected
     assert model.drop.p == pytest.approx(0.5) and model.loss_names == TERMS
     assert not any(p.requires_grad for p in model.features.parameters())  # the raw features are frozen
@@ -338,4 +338,4 @@ SWITCH_TESTED = {"embedding_size", "cf_model", "n_ui_layers", "n_mm_layers", "n_
 
 def test_every_yaml_key_is_tested():
     keys = set(yaml.safe_load((REPO / "properties" / "model" / "LGMRec.yaml").read_text()))
-    assert keys - {"learning_rate"} == SWITCH_TESTED  # learning_rate: RecBole's optimiser
+    assert keys - {"learning_rate", "train_batch_size", "train_sampler"} == SWITCH_TESTED  # RecBole's / the sampler's
