@@ -7,23 +7,23 @@ Reference:
 Reference code: enoche/FREEDOM ``src/models/freedom.py`` (identical to enoche/MMRec ``src/models/freedom.py``)
 with MMRec's ``configs/model/FREEDOM.yaml`` and ``configs/overall.yaml``. Read for the formulas, not copied.
 
-* Frozen item graph (§3.1.1), built once from the RAW features before training:
+* Frozen item graph (paper §3, freezing), built once from the RAW features before training:
   Ŝ^m_ij = 1 if j is among the k most cosine-similar items of i (i itself included), else 0;
   S̃^m = D^-1/2 Ŝ^m D^-1/2 (D = row sums = k, so every edge is 1/k); S = Σ_m α_m S̃^m with
   α_image = ``mm_image_weight`` and the other modalities sharing 1 − α_image (one modality: weight 1).
-* Denoised user–item graph (§3.1.2): every epoch, keep n = ⌊|E|(1 − ρ)⌋ training interactions drawn
-  without replacement with probability ∝ p_k = 1/√(d_u d_i) (the full graph's degrees, Eq. 4), then
-  A_ρ = D^-1/2 A_ρ D^-1/2 with the degrees of the KEPT graph (Eq. 5). Evaluation uses the full graph.
-* Embeddings (§3.2): h̃_i = S^L X_i (``n_mm_layers``, last layer); LightGCN on A_ρ (``n_ui_layers``,
+* Denoised user–item graph (paper §3, denoising): every epoch, keep n = ⌊|E|(1 − ρ)⌋ training interactions drawn
+  without replacement with probability ∝ p_k = 1/√(d_u d_i) (the full graph's degrees), then
+  A_ρ = D^-1/2 A_ρ D^-1/2 with the degrees of the KEPT graph. Evaluation uses the full graph.
+* Embeddings (paper §3, integration): h̃_i = S^L X_i (``n_mm_layers``, last layer); LightGCN on A_ρ (``n_ui_layers``,
   layer mean) gives u, ī; the item representation is ī + h̃_i (no normalisation), score ⟨u, ī + h̃_i⟩.
-* Loss (§3.3): L_BPR(u, i⁺, i⁻) + λ Σ_m L_BPR(u, x̃^m_{i⁺}, x̃^m_{i⁻}), x̃^m = W_m e^m + b_m the projected
+* Loss (paper §3, optimisation): L_BPR(u, i⁺, i⁻) + λ Σ_m L_BPR(u, x̃^m_{i⁺}, x̃^m_{i⁻}), x̃^m = W_m e^m + b_m the projected
   (trainable) raw features; no L2 term (MMRec's weight_decay 0).
 
 Where the authors' code and the paper differ (the code is followed; ``edge_sampling: trials`` switches to
 the paper's reading): the paper keeps n = ⌈|E|(1 − ρ)⌉ edges sampled by "a multinomial distribution with
 n trials" (with replacement: an edge drawn twice is kept once); the code keeps ⌊|E|(1 − ρ)⌋ distinct edges
-(``torch.multinomial`` without replacement). Departures from the code, none of which changes a number on
-Baby: RecBole's [PAD] item 0 has no edges in either graph; duplicate (user, item) rows count once (the
+(``torch.multinomial`` without replacement). Departures from the code, none of which changes Baby's graphs
+beyond float rounding: RecBole's [PAD] item 0 has no edges in either graph; duplicate (user, item) rows count once (the
 code's full graph dedups them, its pruning weights do not); a degree 0 gets weight 0 instead of the code's
 +1e-7; the code's unused keys (``lambda_coeff``, ``cf_model``, ``degree_ratio``, ``weight_size``) are not
 read, and ``feat_embed_dim`` is ``embedding_size`` (the modality BPR multiplies u by x̃^m: they must agree).

@@ -265,7 +265,7 @@ def weighted_sum(adjs, weights):
 
 # ------------------------------------------------------------------ FREEDOM and LGMRec
 def binary_knn_graph(features, k, norm_type="sym", chunk_size=1024):
-    r"""FREEDOM's frozen modality graph (Zhou & Shen 2023, §3.1.1): the UNWEIGHTED kNN graph of
+    r"""FREEDOM's frozen modality graph (Zhou & Shen 2023, §3): the UNWEIGHTED kNN graph of
     ``features`` (Ŝ_ij = 1 for the k most cosine-similar j of row i, the item itself included), then
     normalised, e.g. ``sym`` D^-1/2 Ŝ D^-1/2 with D the row sums (= k: every edge gets 1/k, as the
     authors' code computes it). N × N sparse, N·k non-zeros, no gradient."""
@@ -280,7 +280,7 @@ def binary_knn_graph(features, k, norm_type="sym", chunk_size=1024):
 def bipartite_graph(users, items, n_users, n_items, norm_type="sym", dtype=torch.float32):
     r"""The (U+N) × (U+N) user–item graph [[0, R], [Rᵀ, 0]] of the interactions (``users[k]``, ``items[k]``),
     each edge weight 1 then normalised: ``sym`` gives 1/√(d_u d_i) on both directions of every edge, with the
-    degrees d counted in THESE interactions (LightGCN's Â; FREEDOM's pruned graph, Eq. 5 of its paper)."""
+    degrees d counted in THESE interactions (LightGCN's Â; FREEDOM's pruned graph)."""
     n = n_users + n_items
     rows = torch.cat([users, items + n_users])
     cols = torch.cat([items + n_users, users])
@@ -289,7 +289,7 @@ def bipartite_graph(users, items, n_users, n_items, norm_type="sym", dtype=torch
 
 
 def degree_edge_weights(users, items, n_users, n_items):
-    r"""p_k = 1/√(d_u d_i) of every interaction k (FREEDOM's degree-sensitive weights, paper Eq. 4)."""
+    r"""p_k = 1/√(d_u d_i) of every interaction k (FREEDOM's degree-sensitive edge weights)."""
     n = n_users + n_items
     rows = torch.cat([users, items + n_users])
     cols = torch.cat([items + n_users, users])
