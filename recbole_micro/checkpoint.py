@@ -3,7 +3,7 @@
 A checkpoint is a dict of tensors, numbers, strings, lists and dicts; nothing in it names a Python
 class or function, so loading one never runs code. RecBole stores its ``Config`` object (whose
 ``__init__`` ``eval()``s strings: a pickle calling it runs arbitrary code); the plugin's trainers store
-the resolved config as plain data instead (``config.config_to_data``) and rebuild a ``Config`` from it
+the resolved config as plain data instead (``config_data.config_to_data``) and rebuild a ``Config`` from it
 whose values are never evaluated (``config.config_from_data``). A file whose pickle needs any global
 beyond torch's own tensor rebuilding is refused before unpickling, with one line naming the file and
 the global. Tensors are always read onto the CPU (a GPU checkpoint loads on a CPU-only machine; RNG

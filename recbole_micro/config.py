@@ -8,34 +8,25 @@ command line. Nothing of RecBole's is copied: plugin yamls only hold what differ
 Values from files are never evaluated: yaml files are read with a safe loader (plain scalars, lists and
 maps only), and ``config_dict`` values pass through as the typed Python values they are (RecBole's own
 ``Config`` runs ``eval()`` on every string of ``config_dict``). Only ``--key=value`` arguments of the
-command line are converted as RecBole converts them: the user typed them. ``config_to_data`` /
+command line are converted as RecBole converts them: the user typed them. ``config_data.config_to_data`` /
 ``config_from_data`` turn a resolved config into plain data (stored in checkpoints) and back.
 """
 
 import copy
-import enum
 import os
 import re
 import sys
 
-import numpy as np
 import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_micro.config_data import DERIVED_KEYS, PROCESS_KEYS
 from recbole_micro.data.caches import check_cache_keys
 from recbole_micro.data.dataset import parse_modalities
 from recbole_micro.data.locate import check_yaml_file, ensure_dataset
 from recbole_micro.errors import ConfigError
 from recbole_micro.utils import PROPERTIES_DIR, get_model
 
-# Keys Config derives itself on every construction (rebuilt, never stored): model/input/evaluator types,
-# the metric direction, the evaluation sampling of each phase and the device of this process.
-DERIVED_KEYS = frozenset({
-    "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "valid_metric_bigger", "valid_neg_sample_args",
-    "test_neg_sample_args", "device", "single_spec", "local_rank",
-})
-# Keys of one multi-process run (quick_start.run): a saved config reloads as a single process.
-PROCESS_KEYS = frozenset({"world_size", "nproc", "offset", "ip", "port"})
 # Keys a dataset's own yaml (a file in the data folder, shared with the data) may not set: where the run reads
 # and writes, what it trains, the files a model loads, processes, network and outside services.
 NOT_DATASET_KEYS = frozenset({
@@ -253,49 +244,6 @@ def set_deterministic(enabled):
 
 
 # ------------------------------------------------------------------------------ config as data
-def plain_value(value):
-    """``value`` as plain data (str, int, float, bool, None, lists, str-keyed dicts): enums by name,
-    devices and other objects as strings, numpy scalars as Python numbers."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [plain_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): plain_value(v) for k, v in value.items()}
-    return str(value)
-
-
-def data_root(config):
-    """The folder holding ``<dataset>/`` as an absolute path (``config['data_path']`` is
-    ``<root>/<dataset>`` once RecBole has resolved it)."""
-    external = getattr(config, "external_config_dict", None) or {}
-    internal = getattr(config, "internal_config_dict", None) or {}
-    root = external.get("data_path") or internal.get("data_path")
-    if not root:
-        root = os.path.dirname(os.path.normpath(config["data_path"]))
-    return os.path.abspath(root)
-
-
-def config_to_data(config):
-    r"""The resolved config as plain data: what a checkpoint stores instead of the ``Config`` object.
-
-    Derived keys (``DERIVED_KEYS``: types, device, evaluation sampling) and those of a multi-process
-    run (``PROCESS_KEYS``) are left out: ``config_from_data`` recomputes them, as a single process.
-    ``data_path`` is the absolute folder holding the dataset's folder.
-    """
-    values = {k: plain_value(v) for k, v in config.final_config_dict.items()
-              if k not in DERIVED_KEYS and k not in PROCESS_KEYS}
-    values["data_path"] = data_root(config)
-    neg = values.get("train_neg_sample_args")
-    if isinstance(neg, dict) and neg.get("distribution") == "none":
-        values["train_neg_sample_args"] = None  # RecBole's resolved form of "no negative sampling"
-    return values
-
-
 def config_from_data(values, data_path=None):
     r"""A ``Config`` rebuilt from ``config_to_data``'s output; its values are used as they are (never
     evaluated) and the command line is not read. ``data_path`` replaces the stored folder."""

@@ -23,7 +23,7 @@ from recbole_micro.checkpoint import (
     FORMAT, best_checkpoint_of, check_compatible, check_finite_weights, last_checkpoint, load_checkpoint, load_state,
     nonfinite_parameter, plain_numbers, rng_state, save_checkpoint, set_rng_state,
 )
-from recbole_micro.config import config_to_data
+from recbole_micro.config_data import config_to_data
 from recbole_micro.errors import CheckpointError, ConfigError, RecboleMicroError
 from recbole_micro.evaluation import CandidateEvalMixin
 from recbole_micro.progress import EpochProgress, batch_count, progress_every

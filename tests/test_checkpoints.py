@@ -12,7 +12,8 @@ import torch
 
 from conftest import REPO, run_config, train_on_synthetic
 from recbole_micro.checkpoint import load_checkpoint
-from recbole_micro.config import Config, config_from_data, config_to_data
+from recbole_micro.config import Config, config_from_data
+from recbole_micro.config_data import config_to_data
 from recbole_micro.errors import CheckpointError
 from recbole_micro.quick_start import build, load_data_and_model, run_recbole_micro
 from recbole_micro.trainer import NonFiniteLossError, SafeCheckpointMixin

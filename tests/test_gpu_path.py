@@ -21,7 +21,8 @@ from conftest import run_config, train_on_synthetic
 from recbole_micro import checkpoint as checkpoint_module
 from recbole_micro import quick_start
 from recbole_micro.checkpoint import load_checkpoint, set_rng_state
-from recbole_micro.config import Config, check_gpu_count, config_to_data, process_gpu_ids
+from recbole_micro.config import Config, check_gpu_count, process_gpu_ids
+from recbole_micro.config_data import config_to_data
 from recbole_micro.errors import ConfigError
 from recbole_micro.quick_start import build, load_data_and_model, run_recbole_micro
 from recbole_micro.recommend import recommend
