@@ -16,5 +16,6 @@ def test_a_setting_that_differs_per_row_is_listed_per_row_not_called_unrecorded(
     assert "not recorded" not in training and "per model (`train_sampler`" in training
     differing = next(line for line in text.splitlines() if line.startswith("- **Not identical across models:**"))
     assert all(f"{m} {json.dumps(v)}" in differing for m, v in samplers.items())
-    row = next(line for line in text.splitlines() if line.startswith("| LightGCN-interaction |"))
+    settings = text[text.index("## Model settings"):]
+    row = next(line for line in settings.splitlines() if line.startswith("| LightGCN-interaction |"))
     assert "`train_sampler=interaction`" in row  # an overall.yaml key: every model reads it
