@@ -124,8 +124,10 @@ def test_scores_are_the_paper_formula_and_predict_equals_full_sort(built, item_b
                                            "item_id": torch.arange(model.n_items).repeat(len(users))}))
     torch.testing.assert_close(full, want[1:].detach(), atol=1e-12, rtol=1e-9)
     torch.testing.assert_close(pairs.view(len(users), -1), full, atol=1e-12, rtol=1e-9)
+    # the cache is plain tensors, never registered as parameters (VBPR's user factors ARE its user embeddings)
+    assert model.restore_user_e is not None and not isinstance(model.restore_user_e, torch.nn.Parameter)
+    assert not any(k.startswith("restore_") for k in model.state_dict())
     # a training step clears the cached evaluation embeddings
-    assert model.restore_user_e is not None
     model.train()
     model.calculate_loss(next(iter(train_data)))
     assert model.restore_user_e is None and model.restore_item_e is None

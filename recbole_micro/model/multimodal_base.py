@@ -90,7 +90,9 @@ class MultimodalRecommender(GeneralRecommender):
         training step."""
         if self.restore_user_e is None or self.restore_item_e is None:
             with torch.no_grad():
-                self.restore_user_e, self.restore_item_e = self.scoring_embeddings()
+                users, items = self.scoring_embeddings()
+            # plain tensors: a Parameter returned as is (VBPR's user factors) would be registered as one
+            self.restore_user_e, self.restore_item_e = users.detach(), items.detach()
         return self.restore_user_e, self.restore_item_e
 
     def predict(self, interaction):
