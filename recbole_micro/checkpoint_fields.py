@@ -36,12 +36,14 @@ def _is_str_list(value):
     return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
 
 
-def _tensors(value, allow_none=False):
-    """The first key of the dict ``value`` whose value is not a tensor (or None), '' when all are."""
+def _tensors(value, allow_plain=False):
+    """The first key of the dict ``value`` whose value is not a tensor (``allow_plain``: or None or a number),
+    '' when all are, None when ``value`` is no dict."""
     if not isinstance(value, dict):
         return None
     for key, item in value.items():
-        if not isinstance(key, str) or not (torch.is_tensor(item) or (allow_none and item is None)):
+        plain = allow_plain and (item is None or _is_number(item))
+        if not isinstance(key, str) or not (torch.is_tensor(item) or plain):
             return key if isinstance(key, str) else repr(key)
     return ""
 
@@ -104,10 +106,10 @@ def _problem(name, value):
     if name == "other_parameter":
         if value is None:
             return ""
-        bad = _tensors(value, allow_none=True)
+        bad = _tensors(value, allow_plain=True)
         if bad is None:
             return f"is {_what(value)}; it must map names to tensors"
-        return f"has '{bad}' = {_what(value[bad])}; it must be a tensor or None" if bad else ""
+        return f"has '{bad}' = {_what(value[bad])}; it must be a tensor, a number or None" if bad else ""
     if name in ("epoch", "cur_step"):  # RecBole saves epoch -1 when a run starts with no epoch left to train
         low = -1 if name == "epoch" else 0
         return "" if _is_int(value) and value >= low else f"is {_what(value)}; it must be an integer >= {low}"
