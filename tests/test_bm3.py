@@ -160,6 +160,26 @@ def test_training_uses_observed_pairs_once_per_epoch_without_negatives(built):
     assert seen == sorted(zip(dataset.inter_feat["user_id"].tolist(), dataset.inter_feat["item_id"].tolist()))
 
 
+def test_the_reference_user_sampler_also_gives_positive_only_batches(tmp_path, synthetic):
+    """``train_sampler: user`` (MICRO's reference batches) with BM3: distinct users, one observed item each,
+    no negatives (RecBole's loader code with ``train_neg_sample_args: ~``), and a finite loss."""
+    from recbole_micro.data.sampler import UserSampleTrainDataLoader
+
+    name = synthetic("syn", **TINY, dims=DIMS[2])
+    config, model, _, (train_data, _, _) = build("BM3", name, config_dict=run_config(
+        tmp_path, device="cpu", use_gpu=False, train_sampler="user", train_batch_size=16, embedding_size=8))
+    assert isinstance(train_data, UserSampleTrainDataLoader)
+    dataset = train_data._dataset
+    observed = set(zip(dataset.inter_feat["user_id"].tolist(), dataset.inter_feat["item_id"].tolist()))
+    batches = list(train_data)
+    assert len(batches) == len(dataset) // 16 + 1
+    for batch in batches:
+        assert set(batch.columns) == {"user_id", "item_id"} and len(batch) == 16
+        assert len(set(batch["user_id"].tolist())) == 16
+        assert set(zip(batch["user_id"].tolist(), batch["item_id"].tolist())) <= observed
+    assert all(torch.isfinite(term) for term in model.calculate_loss(batches[0]))
+
+
 @pytest.mark.parametrize("freeze", [False, True])
 def test_freeze_features_switch(built, freeze):
     config, train_data = built[2]
