@@ -89,7 +89,8 @@ def dense_bm3(config, dataset, params, batch, seed):
     rec = c(predictor(h_u[users]), target_i) + c(predictor(h_i[items]), target_u)
     multimodal = 0
     for m in dataset.modality_features:
-        h_m = params[f"features.{m}.weight"][ii] @ params[f"projections.{m}.weight"].t() + params[f"projections.{m}.bias"]
+        w, b = params[f"projections.{m}.weight"], params[f"projections.{m}.bias"]
+        h_m = params[f"features.{m}.weight"][ii] @ w.t() + b
         target_m = (h_m.detach() * mask(len(ii)))[ir]
         multimodal = multimodal + c(predictor(h_m[ir]), target_i) + c(predictor(h_m[ir]), target_m)
     parts = (h_u[1:], h_i[1:])
@@ -131,7 +132,8 @@ def test_loss_and_every_gradient_equal_dense_autograd(built, n_layers, reg_norm,
             scale = max(b.abs().max().item(), 1e-6)
             torch.testing.assert_close(a, b, atol=1e-6 * scale, rtol=1e-5, msg=lambda m: f"{term} / {name}: {m}")
             reached = name.startswith(REACHED[term])
-            assert (a.abs().max().item() > 0) == reached, f"{term} / {name}: gradient {'missing' if reached else 'unexpected'}"
+            problem = "missing" if reached else "unexpected"
+            assert (a.abs().max().item() > 0) == reached, f"{term} / {name}: gradient {problem}"
 
     model.eval()
     with torch.no_grad():

@@ -5,7 +5,6 @@ the configuration (authors' defaults, grid, bad values); comparison and tuning r
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from conftest import run_config, train_on_synthetic
 from recbole_micro.errors import ConfigError
@@ -186,7 +185,8 @@ def test_defaults_are_the_authors_and_the_grid_theirs(built):
     config, train_data = built[2]
     assert config["train_sampler"] == "interaction" and config["train_batch_size"] == 32  # 2048 before the override
     assert config["reg_norm"] == "frobenius" and config["item_bias"] is False and config["learning_rate"] == 0.001
-    assert config["train_neg_sample_args"]["distribution"] == "uniform" and config["train_neg_sample_args"]["sample_num"] == 1
+    negatives = config["train_neg_sample_args"]
+    assert negatives["distribution"] == "uniform" and negatives["sample_num"] == 1
     assert "neg_item_id" in next(iter(train_data))
     grid = read_hyper_file(find_params_file("VBPR"))["choice"]
     assert grid == {"reg_weight": [2.0, 1.0, 0.1, 0.01, 0.001, 0.0001, 0.00001]}
@@ -228,7 +228,8 @@ def test_shipped_spaces_and_keys_are_known_to_the_checks(tmp_path, synthetic, mo
     config = resolve_config(model, name, None, run_config(tmp_path))
     assert set(spec["choice"]) <= set(config.final_config_dict)
     # the authors' training set-up (MMRec overall.yaml): Adam 1e-3, 2048 per step, every interaction per epoch
-    assert (config["learning_rate"], config["train_batch_size"], config["train_sampler"]) == (0.001, 2048, "interaction")
+    setup = (config["learning_rate"], config["train_batch_size"], config["train_sampler"])
+    assert setup == (0.001, 2048, "interaction")
     assert config["embedding_size"] == 64
     assert check_space(spec, known_keys(config), model) == spec
     with pytest.raises(ConfigError, match=f"'{typo}' is not a known key of {model} \\(did you mean '{key}'\\?\\)"):

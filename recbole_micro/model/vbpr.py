@@ -38,6 +38,7 @@ from recbole_micro.model.losses import REG_NORMS, norm_regulariser
 from recbole_micro.model.multimodal_base import MultimodalRecommender
 from recbole_micro.model.validation import check_bool, check_choice
 
+
 class VBPR(MultimodalRecommender):
     r"""VBPR: matrix factorisation whose item factor is extended by a linear projection of the item's
     (fixed) content features; BPR loss with uniform negatives."""
