@@ -415,8 +415,9 @@ def _protocol_section(runs):
         "The same for every model (the plugin's `properties/overall.yaml`, overridden only where stated):", "",
         f"- **Split:** {_split_text(settings)}.",
         f"- **Seed{'s' if len(seeds) > 1 else ''}:** {seed_text} (`reproducibility: {common.get('reproducibility')}`).",
-        f"- **Training:** RecBole's trainer, batches of {common.get('train_batch_size', '?')} (user, positive, "
-        f"negative) triples, negatives `{common.get('train_neg_sample_args')}`; sampler "
+        f"- **Training:** RecBole's trainer; batches of {setting('train_batch_size', str)} training examples "
+        f"(user, positive item and its sampled negatives); negatives "
+        f"{setting('train_neg_sample_args', lambda v: f'`{v}`' if v else 'none (the model needs none)')}; sampler "
         f"{setting('train_sampler', _sampler_text)}.",
         f"- **Epoch budget:** {budget}; validation every {_eval_every(common, runs)} epochs; early stopping "
         f"after {common.get('stopping_step', '?')} validations without improvement of valid `{metric}`. Each "
