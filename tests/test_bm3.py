@@ -7,6 +7,8 @@ errors; VBPR and BM3 through run_compare and run_hyper."""
 
 import json
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,13 +16,12 @@ from recbole.data.interaction import Interaction
 
 from conftest import run_config, train_on_synthetic
 from dense_reference import dense_interactions, dense_normalise
+from tiny_builds import DIMS, TINY, in_float64, tiny_builds
 from recbole_micro.errors import ConfigError
 from recbole_micro.model.bm3 import BM3
 from recbole_micro.quick_start import build
 from recbole_micro.tools.space import find_params_file, read_hyper_file
 
-DIMS = {2: {"image": 6, "text": 5}, 3: {"image": 6, "text": 5, "audio": 4}}
-TINY = dict(n_users=30, n_items=18, n_clusters=3, per_user=(3, 6), seed=4)
 # what each term's gradient reaches: the targets are stop-gradient copies, so the multimodal terms never reach
 # the ID embeddings, and the ID terms never reach the features
 REACHED = {
@@ -32,27 +33,10 @@ REACHED = {
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    def build_tiny(root):
-        config, _, _, (train_data, _, _) = build("BM3", "syn", config_dict=run_config(
-            root, device="cpu", use_gpu=False, seed=11, embedding_size=8, train_batch_size=40))
-        return config, train_data
-
-    return {n: train_on_synthetic(tmp_path_factory, f"bm3{n}", dict(TINY, dims=dims), build_tiny)[1]
-            for n, dims in DIMS.items()}
+    return tiny_builds(tmp_path_factory, "BM3", train_batch_size=40)
 
 
-def bm3_in_float64(built, **keys):
-    config, train_data = built
-    old = {k: config[k] for k in keys}
-    try:
-        for k, v in keys.items():
-            config[k] = v
-        torch.manual_seed(5)
-        model = BM3(config, train_data._dataset).double()
-        return dict(config.final_config_dict), model, train_data
-    finally:
-        for k, v in old.items():
-            config[k] = v
+bm3_in_float64 = functools.partial(in_float64, BM3)
 
 
 def dense_bm3(config, dataset, params, batch, seed):

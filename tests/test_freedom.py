@@ -13,6 +13,8 @@ written from the paper and the authors' code (``recbole_micro/model/freedom.py``
 import itertools
 import math
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,7 @@ import yaml
 
 from conftest import REPO, run_config, train_on_synthetic
 from dense_reference import dense_normalise, padded
+from tiny_builds import in_float64, tiny_builds
 from recbole_micro.checkpoint import load_checkpoint
 from recbole_micro.errors import ConfigError
 from recbole_micro.model import graphs
@@ -29,36 +32,15 @@ from recbole_micro.tools.space import check_space, find_params_file, read_hyper_
 from recbole_micro.tools.values import known_keys, resolve_config
 from recbole_micro.utils import get_model
 
-DIMS = {2: {"image": 6, "text": 5}, 3: {"image": 6, "text": 5, "audio": 4}}
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """``{n_modalities: (config, train_data)}`` of one tiny generated dataset (30 users, 18 items)."""
-    def build_tiny(root):
-        config_dict = run_config(root, device="cpu", use_gpu=False, seed=11, knn_k=3, embedding_size=8,
-                                 reg_weight=0.3, train_batch_size=32)
-        config, _, _, (train_data, _, _) = build("FREEDOM", "syn", config_dict=config_dict)
-        return config, train_data
-
-    return {n: train_on_synthetic(tmp_path_factory, f"freedom{n}", dict(n_users=30, n_items=18, n_clusters=3,
-                                                                        per_user=(3, 6), dims=dims, seed=4), build_tiny)[1]
-            for n, dims in DIMS.items()}
+    return tiny_builds(tmp_path_factory, "FREEDOM", knn_k=3, reg_weight=0.3, train_batch_size=32)
 
 
-def freedom_in_float64(built, **keys):
-    """A FREEDOM built with ``keys`` set in the resolved config, cast to float64 (the keys restored after)."""
-    config, train_data = built
-    old = {k: config[k] for k in keys}
-    try:
-        for k, v in keys.items():
-            config[k] = v
-        torch.manual_seed(5)
-        model = FREEDOM(config, train_data._dataset).double()
-        return dict(config.final_config_dict), model, train_data
-    finally:
-        for k, v in old.items():
-            config[k] = v
+freedom_in_float64 = functools.partial(in_float64, FREEDOM)
 
 
 # ------------------------------------------------------------------------------ dense references

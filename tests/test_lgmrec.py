@@ -9,6 +9,8 @@ The random parts are recorded while the model runs (``Recorder``: the Gumbel noi
 ``F.gumbel_softmax`` call and the dropout masks) and replayed by the dense reference.
 """
 
+import functools
+
 import pytest
 import torch
 import torch.nn as nn
@@ -18,6 +20,7 @@ from recbole.data.interaction import Interaction
 
 from conftest import REPO, run_config, train_on_synthetic
 from dense_reference import dense_normalise
+from tiny_builds import in_float64, tiny_builds
 from recbole_micro.checkpoint import load_checkpoint
 from recbole_micro.errors import ConfigError
 from recbole_micro.model.lgmrec import LGMRec
@@ -34,29 +37,10 @@ TERMS = ("bpr", "hcl", "reg")
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """``{n_modalities: (config, train_data)}`` of one tiny generated dataset (30 users, 18 items)."""
-    def build_tiny(root):
-        config_dict = run_config(root, device="cpu", use_gpu=False, seed=11, embedding_size=8, hyper_num=3,
-                                 cl_weight=0.05, reg_weight=0.01, train_batch_size=32)
-        config, _, _, (train_data, _, _) = build("LGMRec", "syn", config_dict=config_dict)
-        return config, train_data
-
-    return {n: train_on_synthetic(tmp_path_factory, f"lgmrec{n}", dict(n_users=30, n_items=18, n_clusters=3,
-                                                                       per_user=(3, 6), dims=dims, seed=4), build_tiny)[1]
-            for n, dims in DIMS.items()}
+    return tiny_builds(tmp_path_factory, "LGMRec", dims=DIMS, hyper_num=3, cl_weight=0.05, reg_weight=0.01, train_batch_size=32)
 
 
-def lgmrec_in_float64(built, **keys):
-    config, train_data = built
-    old = {k: config[k] for k in keys}
-    try:
-        for k, v in keys.items():
-            config[k] = v
-        torch.manual_seed(5)
-        model = LGMRec(config, train_data._dataset).double()
-        return dict(config.final_config_dict), model, train_data
-    finally:
-        for k, v in old.items():
-            config[k] = v
+lgmrec_in_float64 = functools.partial(in_float64, LGMRec)
 
 
 class Recorder:

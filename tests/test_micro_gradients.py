@@ -4,17 +4,17 @@ graphs (top-k under no_grad, kept cosines with gradient, normalisation, λ-mix),
 convolution, the attention fusion, the contrastive term and the CF backbone, in float64 on a tiny
 dataset, for n_item_layers 1/2 × knn_norm sym/rw × 2/3 modalities × cf_model lightgcn/ngcf/mf."""
 
+import functools
+
 import pytest
 import torch
 
-from conftest import run_config, train_on_synthetic
 from dense_reference import dense_micro
+from tiny_builds import in_float64, tiny_builds
 from recbole_micro.model import graphs
 from recbole_micro.model.micro import MICRO
-from recbole_micro.quick_start import build
 
 TERMS = ("bpr", "emb", "cl")
-DIMS = {2: {"image": 6, "text": 5}, 3: {"image": 6, "text": 5, "audio": 4}}
 # parameters the contrastive term cannot reach: it is a function of H_m = A_m^L X_i and h only
 NOT_REACHED = {"cl": ("user_embedding.", "backbone.")}
 
@@ -22,30 +22,10 @@ NOT_REACHED = {"cl": ("user_embedding.", "backbone.")}
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """Config and training data of one tiny generated dataset (30 users, 18 items) per number of modalities."""
-    def build_tiny(root):
-        config_dict = run_config(root, device="cpu", use_gpu=False, seed=11, knn_k=3, embedding_size=8,
-                                 weight_size=[8, 8], lambda_coeff=0.6, ngcf_dropout=0.0, train_batch_size=32)
-        config, _, _, (train_data, _, _) = build("MICRO", "syn", config_dict=config_dict)
-        return config, train_data
-
-    return {n: train_on_synthetic(tmp_path_factory, f"grad{n}", dict(n_users=30, n_items=18, n_clusters=3,
-                                                                     per_user=(3, 6), dims=dims, seed=4), build_tiny)[1]
-            for n, dims in DIMS.items()}
+    return tiny_builds(tmp_path_factory, "MICRO", knn_k=3, weight_size=[8, 8], lambda_coeff=0.6, ngcf_dropout=0.0, train_batch_size=32)
 
 
-def micro_in_float64(built, **keys):
-    """A MICRO built with ``keys`` set in the resolved config, cast to float64 (the keys are restored after)."""
-    config, train_data = built
-    old = {k: config[k] for k in keys}
-    try:
-        for k, v in keys.items():
-            config[k] = v
-        torch.manual_seed(5)
-        model = MICRO(config, train_data._dataset).double()
-        return dict(config.final_config_dict), model, train_data
-    finally:
-        for k, v in old.items():
-            config[k] = v
+micro_in_float64 = functools.partial(in_float64, MICRO)
 
 
 @pytest.mark.parametrize("cf_model", ["lightgcn", "ngcf", "mf"])

@@ -6,46 +6,30 @@ the configuration (authors' defaults, grid, bad values); comparison and tuning r
 import pytest
 import torch
 
-from conftest import run_config, train_on_synthetic
+from conftest import run_config
+from tiny_builds import DIMS, TINY, in_float64, tiny_builds
 from recbole_micro.errors import ConfigError
 from recbole_micro.model.vbpr import VBPR
 from recbole_micro.quick_start import build
 from recbole_micro.tools.space import find_params_file, read_hyper_file
 
-DIMS = {2: {"image": 6, "text": 5}, 3: {"image": 6, "text": 5, "audio": 4}}
-TINY = dict(n_users=30, n_items=18, n_clusters=3, per_user=(3, 6), seed=4)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """Config and training data of one tiny generated dataset (30 users, 18 items) per number of modalities."""
-    def build_tiny(root):
-        config, _, _, (train_data, _, _) = build("VBPR", "syn", config_dict=run_config(
-            root, device="cpu", use_gpu=False, seed=11, embedding_size=8, train_batch_size=32))
-        return config, train_data
-
-    return {n: train_on_synthetic(tmp_path_factory, f"vbpr{n}", dict(TINY, dims=dims), build_tiny)[1]
-            for n, dims in DIMS.items()}
+    return tiny_builds(tmp_path_factory, "VBPR", train_batch_size=32)
 
 
 def vbpr_in_float64(built, **keys):
-    """A VBPR built with ``keys`` set in the resolved config, in float64, its biases made non-zero (they
-    start at zero) so that every gradient path is exercised; the config's keys are restored after."""
-    config, train_data = built
-    old = {k: config[k] for k in keys}
-    try:
-        for k, v in keys.items():
-            config[k] = v
-        torch.manual_seed(5)
-        model = VBPR(config, train_data._dataset).double()
-        with torch.no_grad():
-            for p in model.parameters():
-                if p.abs().max() == 0:
-                    p.normal_(0, 0.3)
-        return dict(config.final_config_dict), model, train_data
-    finally:
-        for k, v in old.items():
-            config[k] = v
+    """``in_float64`` of a VBPR with its biases made non-zero (they start at zero), so that every gradient path
+    is exercised."""
+    config, model, train_data = in_float64(VBPR, built, **keys)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.abs().max() == 0:
+                p.normal_(0, 0.3)
+    return config, model, train_data
 
 
 def dense_vbpr(config, params, raw_features, batch):
