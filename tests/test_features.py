@@ -236,7 +236,18 @@ def test_text_bad_input_is_one_line(tmp_path, capsys):
         one_error_line(rc, err, *parts)
     rc, _, err = run_cli(capsys, *text_args(good, tmp_path, model="./no/such/model"))
     one_error_line(rc, err, "model folder ./no/such/model not found", "modules.json")
+    for option, value, parts in [("--modality", "item", ["--modality 'item' is not usable", "RecBole reserves"]),
+                                 ("--modality", "a.b", ["--modality 'a.b' is not usable", "contains '.'"]),
+                                 ("--name", "../x", ["--name: dataset name '../x' is not usable"]),
+                                 ("--device", "cuda:99", ["--device 'cuda:99' is not usable"])]:
+        rc, _, err = run_cli(capsys, *text_args(good, tmp_path), option, value)
+        one_error_line(rc, err, *parts)
     assert not (tmp_path / "out").exists()
+    (tmp_path / "out" / "toy").mkdir(parents=True)
+    (tmp_path / "out" / "toy" / "toy.text").write_text("keep")
+    rc, _, err = run_cli(capsys, *text_args(good, tmp_path))  # refused before the model is even looked for
+    one_error_line(rc, err, "toy.text already exists", "--overwrite")
+    assert (tmp_path / "out" / "toy" / "toy.text").read_text() == "keep"
 
 
 def test_read_item_texts_csv_tsv_and_recbole_atom(tmp_path):

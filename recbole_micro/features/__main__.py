@@ -14,7 +14,8 @@ import argparse
 import signal
 import sys
 
-from recbole_micro.features.store import FeatureBuildError, build_atom, choose_device, digest
+from recbole_micro.errors import RecboleMicroError
+from recbole_micro.features.store import build_atom, check_target, choose_device, digest
 
 PROG = "python -m recbole_micro.features"
 
@@ -70,8 +71,12 @@ def main(argv=None):
     kept = "finished batches are kept: run the same command again to resume; no atom was half-written"
     try:
         return _run(args)
-    except FeatureBuildError as exc:
+    except RecboleMicroError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. a full disk or a read-only --out while writing
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}; free space or choose another --out",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted; {kept}", file=sys.stderr)
@@ -85,6 +90,7 @@ def main(argv=None):
 
 
 def _run(args):
+    check_target(args.out, args.name, args.modality, args.overwrite)  # before any input is read or model loaded
     device = choose_device(args.device)
     if args.command == "text":
         from recbole_micro.features.text import SentenceEncoder, read_item_texts
@@ -100,7 +106,8 @@ def _run(args):
         from recbole_micro.features.image import ImageEncoder, list_images
 
         tokens, paths, missing = list_images(args.src)
-        stamps = [[p, os.stat(p).st_size, os.stat(p).st_mtime_ns] if os.path.isfile(p) else [p] for p in paths]
+        stamps = [[os.path.abspath(p)] + ([os.stat(p).st_size, os.stat(p).st_mtime_ns] if os.path.isfile(p) else [])
+                  for p in paths]
         encoder = ImageEncoder(args.model, device, args.weights, args.size)
         report = build_atom(args.out, args.name, args.modality, tokens, paths, encoder, digest(tokens, stamps),
                             args.batch_size, args.overwrite, progress=True if args.no_progress else None)

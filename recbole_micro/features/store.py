@@ -39,7 +39,7 @@ from recbole_micro.data.convert import check_dataset_name, write_feature_atom
 from recbole_micro.data.dataset import parse_modalities
 from recbole_micro.errors import RecboleMicroError
 
-__all__ = ["FeatureBuildError", "AtomReport", "build_atom", "choose_device", "partial_folder", "job_key", "digest"]
+__all__ = ["FeatureBuildError", "AtomReport", "build_atom", "check_target", "choose_device", "partial_folder", "job_key", "digest"]
 
 
 class FeatureBuildError(RecboleMicroError):
@@ -76,16 +76,29 @@ def choose_device(name=None):
         device = torch.device(name)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("no CUDA device is available")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise RuntimeError(f"only {torch.cuda.device_count()} CUDA devices are available")
     except RuntimeError as exc:
         raise FeatureBuildError(f"--device {name!r} is not usable ({exc}); use cpu, cuda or cuda:N, or leave it "
                                 f"out to take the GPU when there is one") from None
     return device
 
 
-def _check_target(out, name, modality):
-    check_dataset_name(name)
-    parse_modalities([modality], name)
-    return os.path.join(out, name, f"{name}.{modality}")
+def check_target(out, name, modality, overwrite=False):
+    """Path of the atom ``<out>/<name>/<name>.<modality>``; a ``FeatureBuildError`` for a name or modality
+    that is not usable, or for an existing atom without ``overwrite``."""
+    try:
+        check_dataset_name(name)
+    except RecboleMicroError as exc:
+        raise FeatureBuildError(f"--name: {exc}") from None
+    try:
+        parse_modalities([modality], name)
+    except RecboleMicroError as exc:
+        raise FeatureBuildError(f"--modality {modality!r} is not usable: {str(exc).split(': ', 1)[-1]}") from None
+    path = os.path.join(os.fspath(out), name, f"{name}.{modality}")
+    if os.path.lexists(path) and not overwrite:
+        raise FeatureBuildError(f"{path} already exists; remove it or pass --overwrite to replace it")
+    return path
 
 
 def _batch_path(folder, k):
@@ -146,13 +159,11 @@ def build_atom(out, name, modality, tokens, payloads, encoder, input_identity, b
     from tqdm.auto import tqdm
 
     out = os.fspath(out)
-    path = _check_target(out, name, modality)
+    path = check_target(out, name, modality, overwrite)
     if len(tokens) != len(payloads):
         raise ValueError("one payload per token")
     if not tokens:
         raise FeatureBuildError(f"{path}: no item has anything to encode; check the input")
-    if os.path.lexists(path) and not overwrite:
-        raise FeatureBuildError(f"{path} already exists; remove it or pass --overwrite to replace it")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise FeatureBuildError(f"--batch-size {batch_size!r} must be a positive integer")
     folder = os.path.dirname(path)
