@@ -373,10 +373,12 @@ def test_file_name_parts_from_a_checkpoint_config_are_plain_names(trained, tmp_p
 
 
 # ------------------------------------------------------------------------------ 4. one checkpoint per run
-def _claim(args):
-    from recbole_micro.checkpoint import claim_checkpoint
-
-    return claim_checkpoint(args)
+# a process that waits for the start signal, claims the name and prints what it got
+CLAIM = """import os, sys, time
+from recbole_micro.checkpoint import claim_checkpoint
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.001)
+print(claim_checkpoint(sys.argv[1]))"""
 
 
 def test_runs_started_in_the_same_second_get_their_own_checkpoints(trained, tmp_path, monkeypatch):
@@ -395,12 +397,19 @@ def test_runs_started_in_the_same_second_get_their_own_checkpoints(trained, tmp_
 
 
 def test_claims_racing_in_parallel_processes_are_all_distinct(tmp_path):
-    import multiprocessing
+    import subprocess
+    import sys
+    import time
 
-    path = str(tmp_path / "saved" / "MICRO-seed123-Dec-04-2026_12-00-00.pth")
-    with multiprocessing.get_context("fork").Pool(4) as pool:
-        names = pool.map(_claim, [path] * 8)
-    assert len(set(names)) == 8 and names.count(path) == 1
+    path, go = str(tmp_path / "saved" / "MICRO-seed123-Dec-04-2026_12-00-00.pth"), tmp_path / "go"
+    # separate interpreters (a forked pool inherits whatever an earlier test started, Ray's signal handlers
+    # included), all released by one file so that their claims race
+    racers = [subprocess.Popen([sys.executable, "-c", CLAIM, path, str(go)], stdout=subprocess.PIPE, text=True)
+              for _ in range(4)]
+    time.sleep(1.0)
+    go.write_text("")
+    names = [racer.communicate(timeout=120)[0].strip() for racer in racers]
+    assert len(set(names)) == 4 and names.count(path) == 1
     assert sorted(os.listdir(tmp_path / "saved")) == sorted(os.path.basename(n)[:-4] + ".json" for n in names)
 
 
