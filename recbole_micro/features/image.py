@@ -175,8 +175,8 @@ def _architecture(name, pretrained):
     missing = ", ".join(k for k in ("torchvision", "timm") if k not in known)
     raise FeatureBuildError(
         f"--model {name}: model not found (registered: {known['registered'] or 'none'}; importable libraries: "
-        f"{libraries}{'; not importable: ' + missing if missing else ''}); pass a torchvision or timm "
-        f"architecture name, e.g. resnet50, with that library installed (pip install -e \".[features]\")")
+        f"{libraries}{'; not importable: ' + missing if missing else ''}); pass efficientnet_lite0, or a torchvision "
+        f"or timm architecture name (e.g. resnet50) with that library installed in a build matching your torch")
 
 
 def _read_state_dict(path):
