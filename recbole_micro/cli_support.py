@@ -4,6 +4,7 @@ Used by ``cli.py`` (``run_recbole_micro.py``) and by the tools' scripts (``run_h
 ``run_compare.py``); it imports nothing of the plugin but its errors, so no entry point depends on another.
 """
 
+import signal
 import sys
 import warnings
 
@@ -43,3 +44,30 @@ def exit_on_bad_input(action, *args):
     except RecboleMicroError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that a command's clean-up runs as for Ctrl-C."""
+
+
+def run_interruptible(run, args, prog, kept):
+    """``run(args)`` of a command that writes files: Ctrl-C (exit 130) and SIGTERM (exit 143) end it with one
+    line, ``<prog> <command>: interrupted; <kept>``, after its own clean-up ran (``kept`` says what is left)."""
+    def terminate(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: keep the default
+        previous = None
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print(f"{prog} {args.command}: interrupted; {kept}", file=sys.stderr)
+        return 130
+    except Terminated:
+        print(f"{prog} {args.command}: terminated (SIGTERM); {kept}", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -10,10 +10,10 @@ folder is removed; an existing dataset stays as it was).
 """
 
 import argparse
-import signal
 import sys
 import time
 
+from recbole_micro.cli_support import run_interruptible
 from recbole_micro.data import coldstart
 from recbole_micro.data.convert import ConversionError, convert_lattice, convert_mmrec
 from recbole_micro.data.default import DEFAULT_DATASET, DEFAULT_SEED, build_default_dataset
@@ -59,31 +59,9 @@ def _parser():
     return parser
 
 
-class _Terminated(BaseException):
-    """Raised by the SIGTERM handler so that the converter's clean-up runs as for Ctrl-C."""
-
-
-def _raise_terminated(signum, frame):
-    raise _Terminated()
-
-
 def main(argv=None):
     args = _parser().parse_args(argv)
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread: keep the default
-        previous = None
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted; nothing half-written was left", file=sys.stderr)
-        return 130
-    except _Terminated:
-        print(f"{PROG} {args.command}: terminated (SIGTERM); nothing half-written was left", file=sys.stderr)
-        return 143
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return run_interruptible(_run, args, PROG, "nothing half-written was left")
 
 
 def _run(args):

@@ -11,13 +11,14 @@ resumes after them; no atom is half-written.
 """
 
 import argparse
-import signal
 import sys
 
+from recbole_micro.cli_support import run_interruptible
 from recbole_micro.errors import RecboleMicroError
 from recbole_micro.features.store import build_atom, check_target, choose_device, digest
 
 PROG = "python -m recbole_micro.features"
+KEPT = "finished batches are kept: run the same command again to resume; no atom was half-written"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,21 +55,13 @@ def _parser():
     return parser
 
 
-class _Terminated(BaseException):
-    """Raised by the SIGTERM handler so that the clean-up runs as for Ctrl-C."""
-
-
-def _raise_terminated(signum, frame):
-    raise _Terminated()
-
-
 def main(argv=None):
     args = _parser().parse_args(argv)
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread
-        previous = None
-    kept = "finished batches are kept: run the same command again to resume; no atom was half-written"
+    return run_interruptible(_run_reporting, args, PROG, KEPT)
+
+
+def _run_reporting(args):
+    """``_run`` with bad input and write failures as one line (exit 2)."""
     try:
         return _run(args)
     except RecboleMicroError as exc:
@@ -78,15 +71,6 @@ def main(argv=None):
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}; free space or choose another --out",
               file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted; {kept}", file=sys.stderr)
-        return 130
-    except _Terminated:
-        print(f"{PROG} {args.command}: terminated (SIGTERM); {kept}", file=sys.stderr)
-        return 143
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args):
