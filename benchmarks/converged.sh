@@ -13,6 +13,9 @@
 #              native      LightGCN with RecBole's own training batches (train_sampler: interaction, every
 #                          training interaction once per epoch) at its tuned learning rate, seed 123 (row
 #                          LightGCN-interaction): the baseline under its native protocol, not the reference's
+#              mmbaselines VBPR, BM3, FREEDOM and LGMRec (issue 23), each tuned on validation over its authors'
+#                          grid (properties/hyper/<Model>.hyper: exhaustive; LGMRec's 192 points: 16 random
+#                          draws, seeded), then x 3 seeds at the chosen point; the cheap models first
 #              publish     copy what has finished so far (JSON, per-user files, tuning exports) into
 #                          results/ and re-render results/DATASET.md and .png from it
 #              restore     the reverse, on a fresh machine: seed $WORK from what results/ holds (files
@@ -23,7 +26,7 @@
 # (atoms, checkpoints, the JSON and pages) is under $WORK (default ../runs), outside the repository;
 # the publish job copies the results into results/.
 set -euo pipefail
-USAGE="usage: benchmarks/converged.sh baby|baby-cold baselines|multimodal|full|lambda|native|publish|restore"
+USAGE="usage: benchmarks/converged.sh baby|baby-cold baselines|multimodal|full|lambda|native|mmbaselines|publish|restore"
 DATASET=${1:?$USAGE}
 JOB=${2:?$USAGE}
 WORK=$(realpath -m "${WORK:-../runs}")
@@ -77,6 +80,13 @@ case $JOB in
   native)
     compare 123 LightGCN --name LightGCN-interaction --train_sampler=interaction \
       --tuned "$TUNING/LightGCN-$DATASET.json" ;;
+  mmbaselines)
+    for model in VBPR FREEDOM BM3 LGMRec; do
+      search=(); [ "$model" != LGMRec ] || search=(--algo random --max_evals 16)
+      "$PY" run_hyper.py --model "$model" --dataset "$DATASET" "${search[@]}" \
+        --output_file "$TUNING/$model-$DATASET" --resume "${COMMON[@]}"
+      for seed in $SEEDS; do compare "$seed" "$model" --tuned "$TUNING/$model-$DATASET.json"; done
+    done ;;
   publish)
     [ -f "$OUT/$DATASET.json" ] || { echo "error: $OUT/$DATASET.json does not exist yet: run a job first" >&2; exit 2; }
     mkdir -p results/tuning
@@ -98,5 +108,5 @@ case $JOB in
       [ ! -f "$export" ] || cp -n "$export" "$TUNING/"
     done
     echo "restored results/$DATASET* into $WORK (existing files kept)" ;;
-  *) echo "error: unknown job '$JOB' (baselines | multimodal | full | lambda | native | publish | restore)" >&2; exit 2 ;;
+  *) echo "error: unknown job '$JOB' (baselines | multimodal | full | lambda | native | mmbaselines | publish | restore)" >&2; exit 2 ;;
 esac
