@@ -666,6 +666,7 @@ def report():
     import recbole.data.dataset.dataset  # noqa: F401
     import recbole.model.general_recommender  # noqa: F401
     import recbole.model.knowledge_aware_recommender  # noqa: F401
+    import recbole.quick_start  # noqa: F401
     import recbole.trainer.hyper_tuning  # noqa: F401
 
     for name in ("numpy", "pandas", "scipy", "hyperopt", "setuptools", "ray", "torch", "recbole"):

@@ -3,8 +3,9 @@
 Ray is not a requirement (RecBole 1.2.1's ``ray<=2.6.3`` has no wheels for Python 3.12+). Ray 2.6.3
 (Python 3.9-3.11) reports from a trial through ``ray.air.session.report(dict)`` and writes results under
 ``tune.run(local_dir=...)``; newer Ray (tested: 2.60 on Python 3.13) has ``ray.tune.report(dict)``,
-``ray.tune.get_context()`` and ``tune.run(storage_path=...)`` (``local_dir`` raises there). Which one is
-used is decided by the functions' own signatures, so no version table is kept here.
+``ray.tune.get_context()`` and ``tune.run(storage_path=...)`` (``local_dir`` raises there). The reporting
+call is chosen by the functions' own signatures (Ray 2.7-2.4x: ``ray.train.report(dict)``), the
+``tune.run`` keywords by Ray's release.
 """
 
 import importlib.util

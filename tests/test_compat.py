@@ -26,7 +26,7 @@ from recbole_micro import compat
 
 FIXES = compat.needed()
 NEW = {fix: fix in FIXES for fix in ("numpy>=2", "pandas>=3", "scipy>=1.13", "hyperopt>=0.2.7",
-                                      "ray<2.7 on numpy>=2", "setuptools>=81")}
+                                      "ray<2.7 on numpy>=2", "setuptools>=81", "ray>=2.7")}
 
 
 def original(function):
@@ -52,6 +52,7 @@ def test_fixes_follow_the_installed_versions():
     import recbole.config.configurator as configurator
     import recbole.data.dataset.dataset as dataset
     import recbole.model.general_recommender.lightgcn as lightgcn
+    import recbole.quick_start.quick_start as quick_start
     import recbole.trainer.hyper_tuning as hyper_tuning
 
     def versions(name):
@@ -67,6 +68,7 @@ def test_fixes_follow_the_installed_versions():
                       dataset.Dataset._remap, dataset.Dataset._normalize],
         "scipy>=1.13": [lightgcn.LightGCN.get_norm_adj_mat],
         "hyperopt>=0.2.7": [hyper_tuning.exhaustive_search],
+        "ray>=2.7": [quick_start.objective_function],  # tests/test_ray_optional.py tunes with it
     }
     for fix, functions in replaced.items():
         for function in functions:

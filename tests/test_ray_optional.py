@@ -49,7 +49,8 @@ def test_import_without_ray_leaves_ray_unimportable(tmp_path):
         "import recbole_micro, recbole.quick_start as q\n"
         "from recbole_micro import compat\n"
         "print(json.dumps([fix for fix, _ in compat.applied()]))\n"
-        "try:\n    import ray\n    print('ray imported')\nexcept ImportError as error:\n    print(type(error).__name__)\n"
+        "try:\n    import ray\n    print('ray imported')\n"
+        "except ImportError as error:\n    print(type(error).__name__)\n"
         "print(sys.modules.get('ray'), sys.modules.get('ray.tune', 'absent'))\n"
         "print(q.quick_start.tune.report(recall=1.0))\n"
         "try:\n    q.quick_start.tune.run\nexcept AttributeError as error:\n    print(error)\n").replace(
