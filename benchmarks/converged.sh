@@ -5,7 +5,8 @@
 #
 #   benchmarks/converged.sh DATASET JOB
 #     DATASET  baby | baby-cold          (atoms converted from ../shared/data/baby on first use)
-#     JOB      baselines   learning-rate grid of BPR and LightGCN on validation, then both x 3 seeds
+#     JOB      baselines   BPR and LightGCN, each tuned on validation over its own grid
+#                          (properties/hyper/<Model>.hyper) on its native sampler (RecBole's), then x 3 seeds
 #              multimodal  MICRO (sampled contrastive mode) and LATTICE x 3 seeds, seed by seed
 #              full        MICRO in full contrastive mode, seed 123 (row MICRO-full on the page)
 #              lambda      MICRO with lambda_coeff 1.0 (original graphs only, no learned graph), seed 123
@@ -64,7 +65,7 @@ case $JOB in
   baselines)
     tuned=()
     for model in BPR LightGCN; do
-      "$PY" run_hyper.py --model "$model" --dataset "$DATASET" --params_file learning_rate \
+      "$PY" run_hyper.py --model "$model" --dataset "$DATASET" \
         --output_file "$TUNING/$model-$DATASET" --resume "${COMMON[@]}"
       tuned+=("$TUNING/$model-$DATASET.json")
     done

@@ -23,7 +23,9 @@ BATCH = 64
 
 
 def loader(tmp_path, name, model="BPR", **overrides):
-    config = run_config(tmp_path, **{"train_batch_size": BATCH, "epochs": 1, **overrides})
+    """The training loader of ``model`` under the reference's sampler (any model can take it; only MICRO and
+    LATTICE default to it)."""
+    config = run_config(tmp_path, **{"train_batch_size": BATCH, "epochs": 1, "train_sampler": "user", **overrides})
     config, _, _, (train_data, valid_data, test_data) = build(model, name, config_dict=config, quiet=True)
     return config, train_data
 
@@ -211,7 +213,7 @@ def _ddp_worker(rank, root, name, port, out):
 
     config = Config(model="BPR", dataset=name, config_dict=run_config(
         Path(root), train_batch_size=BATCH, world_size=2, local_rank=rank, ip="localhost", port=port, nproc=2,
-        offset=0))
+        offset=0, train_sampler="user"))
     train_data, _, _ = data_preparation(config, create_dataset(config))
     train_data = train_dataloader(config, train_data)
     torch.save([batch["user_id"] for batch in train_data], Path(out) / f"rank{rank}.pt")
@@ -237,3 +239,15 @@ def test_two_processes_get_disjoint_users_of_the_same_draw(tmp_path, syn):
         assert len(u0) == len(u1) == BATCH // 2
         assert not set(u0.tolist()) & set(u1.tolist())  # disjoint users
         assert sorted(u0.tolist() + u1.tolist()) == sorted(together.tolist())  # the one-process step, split
+
+
+def test_each_model_defaults_to_its_native_sampler(tmp_path, syn):
+    """MICRO and LATTICE train on the reference's batches, every other model on RecBole's own (its native one)."""
+    from recbole_micro.config import Config
+
+    samplers = {m: Config(m, syn, config_dict=run_config(tmp_path))["train_sampler"]
+                for m in ("MICRO", "LATTICE", "BPR", "LightGCN", "VBPR", "FREEDOM")}
+    assert samplers == {"MICRO": "user", "LATTICE": "user", "BPR": "interaction", "LightGCN": "interaction",
+                        "VBPR": "interaction", "FREEDOM": "interaction"}
+    _, train_data = loader(tmp_path, syn, train_sampler=None)  # unset: RecBole's loader
+    assert not isinstance(train_data, UserSampleTrainDataLoader)

@@ -1,11 +1,14 @@
-r"""The reference's training batches, for every model run through the plugin (``train_sampler``).
+r"""Each model's native training batches (``train_sampler``): the reference's for MICRO and LATTICE, RecBole's
+for every other model (``results/baseline-strength.md``: BPR on the reference's batches stays 22 % below its
+published number, on its own batches it exceeds it).
 
-* ``user`` (the plugin's default) — the MICRO/LATTICE reference sampler (``codes/utility/load_data.py``
+* ``user`` (MICRO's and LATTICE's default) — the MICRO/LATTICE reference sampler (``codes/utility/load_data.py``
   ``Data.sample``, ``../shared/design/micro.md`` §8): each step draws ``train_batch_size`` DISTINCT
   users uniformly among the users with training interactions (``random.sample``), one uniform positive
   from each user's training items and one uniform negative outside them; an epoch is
   ``n_train // train_batch_size + 1`` steps. Light users thus get as many steps as heavy ones.
-* ``interaction`` — RecBole's ``TrainDataLoader``: every training interaction once per epoch.
+* ``interaction`` (every other model's default) — RecBole's ``TrainDataLoader``: every training interaction once
+  per epoch.
 
 ``UserSampleTrainDataLoader`` only replaces WHICH training interactions form a batch: a batch is the
 rows ``dataset[rows]`` of the drawn (user, positive) pairs, transformed and negative-sampled by
@@ -46,8 +49,8 @@ TRAIN_SAMPLERS = ("user", "interaction")
 
 
 def train_sampler_mode(config):
-    """The configured ``train_sampler`` (``user`` when unset), validated."""
-    mode = config["train_sampler"] or "user"
+    """The configured ``train_sampler`` (``interaction``, RecBole's, when unset), validated."""
+    mode = config["train_sampler"] or "interaction"
     if mode not in TRAIN_SAMPLERS:
         raise ConfigError(
             f"config key 'train_sampler' is {mode!r}; use one of {list(TRAIN_SAMPLERS)} (user = the reference's "
