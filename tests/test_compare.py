@@ -134,9 +134,11 @@ def test_json_records_protocol_and_cost(compared):
         assert {"recall@20", "ndcg@20", "precision@10"} <= set(run["test"]) and "recall@20" in run["valid"]
         assert run["best_valid_score"] == pytest.approx(run["valid"]["recall@20"])
         assert Path(run["checkpoint"]).name.startswith(f"{model}-seed123-")
-    # one protocol: same split files, seed, evaluation and budget for both models
+    # one protocol: same split files, seed, evaluation and budget for both models; each its own native batches
     settings = [doc["runs"][m]["123"]["settings"] for m in ("BPR", "MICRO")]
+    assert [s.pop("train_sampler") for s in settings] == ["interaction", "user"]
     assert settings[0] == settings[1]
+    settings[0]["train_sampler"] = "interaction"
     assert settings[0]["benchmark_filename"] == ["train", "valid", "test"] and settings[0]["epochs"] == 2
     assert {"test_mask_valid", "train_sampler", "eval_candidates"} <= set(settings[0])  # stated on the page
     assert settings[0]["eval_candidates"] == "all"
