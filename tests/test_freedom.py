@@ -27,9 +27,7 @@ from recbole_micro.checkpoint import load_checkpoint
 from recbole_micro.errors import ConfigError
 from recbole_micro.model import graphs
 from recbole_micro.model.freedom import FREEDOM, modality_weights
-from recbole_micro.quick_start import build, run_recbole_micro
-from recbole_micro.tools.space import check_space, find_params_file, read_hyper_file
-from recbole_micro.tools.values import known_keys, resolve_config
+from recbole_micro.quick_start import run_recbole_micro
 from recbole_micro.utils import get_model
 
 
@@ -392,15 +390,3 @@ SWITCH_TESTED = {"embedding_size", "knn_k", "knn_chunk_size", "mm_image_weight",
 def test_every_yaml_key_is_tested():
     keys = set(yaml.safe_load((REPO / "properties" / "model" / "FREEDOM.yaml").read_text()))
     assert keys - {"learning_rate", "train_batch_size", "train_sampler"} == SWITCH_TESTED  # RecBole's / the sampler's
-
-
-def test_shipped_search_space_names_real_keys_with_valid_values(tmp_path, synthetic):
-    """properties/hyper/FREEDOM.hyper parses, searches keys of the resolved config, and every grid point builds."""
-    name = synthetic("syn", n_users=30, n_items=18, n_clusters=3, per_user=(3, 6), seed=0)
-    spec = read_hyper_file(find_params_file("FREEDOM"))
-    config = resolve_config("FREEDOM", name, None, run_config(tmp_path))
-    assert set(spec) == {"choice"} and check_space(spec, known_keys(config), "FREEDOM") == spec
-    for key, values in spec["choice"].items():
-        assert key in config.final_config_dict, key
-        for value in values:  # each value passes the model's own checks
-            build("FREEDOM", name, config_dict=run_config(tmp_path, device="cpu", use_gpu=False, knn_k=3, **{key: value}))

@@ -26,8 +26,6 @@ from recbole_micro.errors import ConfigError
 from recbole_micro.model.lgmrec import LGMRec
 from recbole_micro.model.losses import candidate_infonce
 from recbole_micro.quick_start import build, run_recbole_micro
-from recbole_micro.tools.space import check_space, find_params_file, read_hyper_file
-from recbole_micro.tools.values import known_keys, resolve_config
 from recbole_micro.utils import get_model
 
 DIMS = {1: {"image": 6}, 2: {"image": 6, "text": 5}, 3: {"image": 6, "text": 5, "audio": 4}}
@@ -325,15 +323,3 @@ SWITCH_TESTED = {"embedding_size", "cf_model", "n_ui_layers", "n_mm_layers", "n_
 def test_every_yaml_key_is_tested():
     keys = set(yaml.safe_load((REPO / "properties" / "model" / "LGMRec.yaml").read_text()))
     assert keys - {"learning_rate", "train_batch_size", "train_sampler"} == SWITCH_TESTED  # RecBole's / the sampler's
-
-
-def test_shipped_search_space_names_real_keys_with_valid_values(tmp_path, synthetic):
-    """properties/hyper/LGMRec.hyper parses, searches keys of the resolved config, and every grid point builds."""
-    name = synthetic("syn", n_users=30, n_items=18, n_clusters=3, per_user=(3, 6), seed=0)
-    spec = read_hyper_file(find_params_file("LGMRec"))
-    config = resolve_config("LGMRec", name, None, run_config(tmp_path))
-    assert set(spec) == {"choice"} and check_space(spec, known_keys(config), "LGMRec") == spec
-    for key, values in spec["choice"].items():
-        assert key in config.final_config_dict, key
-        for value in values:  # each value passes the model's own checks
-            build("LGMRec", name, config_dict=run_config(tmp_path, device="cpu", use_gpu=False, **{key: value}))
