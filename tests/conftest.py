@@ -85,3 +85,19 @@ def split_history(root, *splits):
             user, item = line.split("\t")
             items[user].add(item)
     return items
+
+
+def message(info):
+    """The text of a ``pytest.raises`` error that must be one plugin error line (a ``RecboleMicroError``)."""
+    from recbole_micro.errors import RecboleMicroError
+
+    text = str(info.value)
+    assert text and "\n" not in text, text
+    assert isinstance(info.value, RecboleMicroError)
+    return text
+
+
+def check(text, *parts):
+    """Every one of ``parts`` is in ``text``."""
+    for part in parts:
+        assert part in text, (part, text)

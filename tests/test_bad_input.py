@@ -16,10 +16,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, run_config
+from conftest import REPO, check, message, run_config
 from recbole_micro.config import Config
 from recbole_micro.data.convert import ConversionError, check_dataset_name
-from recbole_micro.errors import ConfigError, DatasetNotFoundError, FeatureError, RecboleMicroError
+from recbole_micro.errors import ConfigError, DatasetNotFoundError, FeatureError
 from recbole_micro.quick_start import build
 from recbole_micro.utils import create_dataset, get_model, model_names
 
@@ -59,18 +59,6 @@ def row_token(path, index):
 def load(tmp_path, name, model="MICRO", **overrides):
     config = Config(model=model, dataset=name, config_dict=run_config(tmp_path, **overrides))
     return create_dataset(config)
-
-
-def message(info):
-    text = str(info.value)
-    assert text and "\n" not in text, text
-    assert isinstance(info.value, RecboleMicroError)
-    return text
-
-
-def check(text, *parts):
-    for part in parts:
-        assert part in text, (part, text)
 
 
 def run_cli(*args, cwd=REPO):

@@ -16,8 +16,7 @@ from recbole.data.interaction import Interaction
 
 from conftest import run_config, train_on_synthetic
 from dense_reference import dense_interactions, dense_normalise
-from tiny_builds import DIMS, TINY, in_float64, tiny_builds
-from recbole_micro.errors import ConfigError
+from tiny_builds import DIMS, TINY, construction_error, in_float64, tiny_builds
 from recbole_micro.model.bm3 import BM3
 from recbole_micro.quick_start import build
 from recbole_micro.tools.space import find_params_file, read_hyper_file
@@ -248,15 +247,7 @@ def test_defaults_are_the_authors_and_the_grid_theirs(built):
     ("freeze_features", "no", "config key 'freeze_features' is 'no'; it must be True or False"),
 ])
 def test_bad_values_are_one_clear_line(built, key, value, message):
-    config, train_data = built[2]
-    old = config[key]
-    config[key] = value
-    try:
-        with pytest.raises(ConfigError) as err:
-            BM3(config, train_data._dataset)
-    finally:
-        config[key] = old
-    assert str(err.value) == message
+    assert construction_error(BM3, built[2], **{key: value}) == message
 
 
 # ------------------------------------------------------------------------------ the tools

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, run_config, split_history, train_on_synthetic
+from conftest import REPO, check, message, run_config, split_history, train_on_synthetic
 from recbole_micro.checkpoint import last_checkpoint
 from recbole_micro.commands import recommend_action
 from recbole_micro.config import Config
 from recbole_micro.data.convert import convert_lattice
-from recbole_micro.errors import CheckpointError, ConfigError, RecboleMicroError
+from recbole_micro.errors import CheckpointError, ConfigError
 from recbole_micro.quick_start import run_recbole_micro
 from recbole_micro.recommend import UnknownUserError, recommend
 from recbole_micro.tools.cli import compare_main
@@ -39,18 +39,6 @@ SMALL = dict(n_users=40, n_items=50, n_clusters=4, per_user=(5, 8), dims={"image
 @pytest.fixture
 def syn(synthetic):
     return synthetic("syn", **SMALL)
-
-
-def message(info):
-    text = str(info.value)
-    assert text and "\n" not in text, text
-    assert isinstance(info.value, RecboleMicroError)
-    return text
-
-
-def check(text, *parts):
-    for part in parts:
-        assert part in text, (part, text)
 
 
 def run_cli(*args, script="run_recbole_micro.py"):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import run_config
-from tiny_builds import DIMS, TINY, in_float64, tiny_builds
+from tiny_builds import DIMS, TINY, construction_error, in_float64, tiny_builds
 from recbole_micro.errors import ConfigError
 from recbole_micro.model.vbpr import VBPR
 from recbole_micro.quick_start import build
@@ -183,15 +183,7 @@ def test_defaults_are_the_authors_and_the_grid_theirs(built):
     ("embedding_size", 0, "config key 'embedding_size' is 0; it must be an integer > 0"),
 ])
 def test_bad_values_are_one_clear_line(built, key, value, message):
-    config, train_data = built[2]
-    old = config[key]
-    config[key] = value
-    try:
-        with pytest.raises(ConfigError) as err:
-            VBPR(config, train_data._dataset)
-    finally:
-        config[key] = old
-    assert str(err.value) == message
+    assert construction_error(VBPR, built[2], **{key: value}) == message
 
 
 def test_a_misspelt_key_is_refused(tmp_path, synthetic):

@@ -1,5 +1,6 @@
 """Tiny generated datasets and float64 copies of a model: what every model's loss-and-gradient tests start from."""
 
+import pytest
 import torch
 
 from conftest import run_config, train_on_synthetic
@@ -19,6 +20,23 @@ def tiny_builds(tmp_path_factory, model, dims=DIMS, **config):
 
     return {n: train_on_synthetic(tmp_path_factory, f"{model.lower()}{n}", dict(TINY, dims=layout), build_tiny)[1]
             for n, layout in dims.items()}
+
+
+def construction_error(model_class, built, **keys):
+    """The one-line error a ``model_class`` built with ``keys`` set in the resolved config raises (keys restored)."""
+    from recbole_micro.errors import ConfigError
+
+    config, train_data = built
+    old = {k: config[k] for k in keys}
+    try:
+        for k, v in keys.items():
+            config[k] = v
+        with pytest.raises(ConfigError) as err:
+            model_class(config, train_data._dataset)
+    finally:
+        for k, v in old.items():
+            config[k] = v
+    return str(err.value)
 
 
 def in_float64(model_class, built, **keys):

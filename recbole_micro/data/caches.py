@@ -15,8 +15,8 @@ Here the dataset class is chosen as RecBole chooses it and built from the atomic
 folder is ever unpickled, whatever its name. The four keys that would switch the caches on are refused
 with one line from every source (``check_cache_keys``: yaml files, ``config_dict``, the command line,
 a checkpoint's stored config). One more RecBole loader unpickles a file lying in the data folder:
-LDiffRec's ``item_emb.npy`` (``np.load(allow_pickle=True)``); ``close_model_loaders`` makes it
-read arrays only.
+LDiffRec's ``item_emb.npy`` (RecBole loads it with numpy's pickle switch on); ``close_model_loaders``
+makes it read arrays only.
 """
 
 import functools
