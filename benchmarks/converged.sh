@@ -6,14 +6,12 @@
 #   benchmarks/converged.sh DATASET JOB
 #     DATASET  baby | baby-cold          (atoms converted from ../shared/data/baby on first use)
 #     JOB      baselines   BPR and LightGCN, each tuned on validation over its own grid
-#                          (properties/hyper/<Model>.hyper) on its native sampler (RecBole's), then x 3 seeds
+#                          (properties/hyper/<Model>.hyper) on its native sampler (RecBole's), then x 3 seeds,
+#                          model by model (BPR's rows finish first)
 #              multimodal  MICRO (sampled contrastive mode) and LATTICE x 3 seeds, seed by seed
 #              full        MICRO in full contrastive mode, seed 123 (row MICRO-full on the page)
 #              lambda      MICRO with lambda_coeff 1.0 (original graphs only, no learned graph), seed 123
 #                          (row MICRO-lambda1): what the learned graph contributes
-#              native      LightGCN with RecBole's own training batches (train_sampler: interaction, every
-#                          training interaction once per epoch) at its tuned learning rate, seed 123 (row
-#                          LightGCN-interaction): the baseline under its native protocol, not the reference's
 #              mmbaselines VBPR, BM3, FREEDOM and LGMRec (issue 23), each tuned on validation over its authors'
 #                          grid (properties/hyper/<Model>.hyper: exhaustive; LGMRec's 192 points: 16 random
 #                          draws, seeded), then x 3 seeds at the chosen point; the cheap models first
@@ -23,17 +21,21 @@
 #                          already under $WORK are kept), so the jobs keep every published run and
 #                          continue from there (runs whose checkpoints are gone restart from epoch 0)
 #
+# TUNED_ON=baby (for DATASET baby-cold): take the tuned points of the Baby searches ($WORK/tuning/<Model>-baby.json,
+# which must exist) instead of searching again; the page notes that they were selected on another dataset.
+#
 # The jobs may run side by side (each appends to the same results JSON). Everything they write
 # (atoms, checkpoints, the JSON and pages) is under $WORK (default ../runs), outside the repository;
 # the publish job copies the results into results/.
 set -euo pipefail
-USAGE="usage: benchmarks/converged.sh baby|baby-cold baselines|multimodal|full|lambda|native|mmbaselines|publish|restore"
+USAGE="usage: benchmarks/converged.sh baby|baby-cold baselines|multimodal|full|lambda|mmbaselines|publish|restore"
 DATASET=${1:?$USAGE}
 JOB=${2:?$USAGE}
 WORK=$(realpath -m "${WORK:-../runs}")
 SHARED=${SHARED:-../shared/data/baby}
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-"123 2020 7"}
+TUNED_ON=${TUNED_ON:-$DATASET}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # two jobs side by side on 2 cores
 ATOMS=$WORK/atoms
 OUT=$WORK/compare
@@ -61,16 +63,22 @@ compare() {  # compare SEED MODELS [overrides...]
     "${COMMON[@]}" "$@"
 }
 
+tune() {  # tune MODEL [search options...]: the model's search on validation (skipped with TUNED_ON=another)
+  local model=$1; shift
+  if [ "$TUNED_ON" = "$DATASET" ]; then
+    "$PY" run_hyper.py --model "$model" --dataset "$DATASET" "$@" \
+      --output_file "$TUNING/$model-$DATASET" --resume "${COMMON[@]}"
+  elif [ ! -f "$TUNING/$model-$TUNED_ON.json" ]; then
+    echo "error: TUNED_ON=$TUNED_ON but $TUNING/$model-$TUNED_ON.json does not exist: run that search first" >&2
+    exit 2
+  fi
+}
+
 case $JOB in
   baselines)
-    tuned=()
     for model in BPR LightGCN; do
-      "$PY" run_hyper.py --model "$model" --dataset "$DATASET" \
-        --output_file "$TUNING/$model-$DATASET" --resume "${COMMON[@]}"
-      tuned+=("$TUNING/$model-$DATASET.json")
-    done
-    for model in BPR LightGCN; do  # the cheap model's seeds first
-      for seed in $SEEDS; do compare "$seed" "$model" --tuned "$(IFS=,; echo "${tuned[*]}")"; done
+      tune "$model"
+      for seed in $SEEDS; do compare "$seed" "$model" --tuned "$TUNING/$model-$TUNED_ON.json"; done
     done ;;
   multimodal)
     for seed in $SEEDS; do compare "$seed" MICRO,LATTICE --contrastive_mode=sampled; done ;;
@@ -78,15 +86,11 @@ case $JOB in
     compare 123 MICRO --name MICRO-full --contrastive_mode=full ;;
   lambda)
     compare 123 MICRO --name MICRO-lambda1 --contrastive_mode=sampled --lambda_coeff=1.0 ;;
-  native)
-    compare 123 LightGCN --name LightGCN-interaction --train_sampler=interaction \
-      --tuned "$TUNING/LightGCN-$DATASET.json" ;;
   mmbaselines)
     for model in VBPR FREEDOM BM3 LGMRec; do
       search=(); [ "$model" != LGMRec ] || search=(--algo random --max_evals 16)
-      "$PY" run_hyper.py --model "$model" --dataset "$DATASET" "${search[@]}" \
-        --output_file "$TUNING/$model-$DATASET" --resume "${COMMON[@]}"
-      for seed in $SEEDS; do compare "$seed" "$model" --tuned "$TUNING/$model-$DATASET.json"; done
+      tune "$model" "${search[@]}"
+      for seed in $SEEDS; do compare "$seed" "$model" --tuned "$TUNING/$model-$TUNED_ON.json"; done
     done ;;
   publish)
     [ -f "$OUT/$DATASET.json" ] || { echo "error: $OUT/$DATASET.json does not exist yet: run a job first" >&2; exit 2; }
@@ -109,5 +113,5 @@ case $JOB in
       [ ! -f "$export" ] || cp -n "$export" "$TUNING/"
     done
     echo "restored results/$DATASET* into $WORK (existing files kept)" ;;
-  *) echo "error: unknown job '$JOB' (baselines | multimodal | full | lambda | native | mmbaselines | publish | restore)" >&2; exit 2 ;;
+  *) echo "error: unknown job '$JOB' (baselines | multimodal | full | lambda | mmbaselines | publish | restore)" >&2; exit 2 ;;
 esac
