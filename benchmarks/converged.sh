@@ -12,15 +12,18 @@
 #              full        MICRO in full contrastive mode, seed 123 (row MICRO-full on the page)
 #              lambda      MICRO with lambda_coeff 1.0 (original graphs only, no learned graph), seed 123
 #                          (row MICRO-lambda1): what the learned graph contributes
-#              mmbaselines VBPR, BM3, FREEDOM and LGMRec (issue 23), each tuned on validation over its authors'
-#                          grid (properties/hyper/<Model>.hyper: exhaustive; LGMRec's 192 points: 16 random
-#                          draws, seeded), then x 3 seeds at the chosen point; the cheap models first
+#              mmbaselines VBPR, FREEDOM, BM3 and LGMRec (issue 23), each tuned on validation over its authors'
+#                          grid (properties/hyper/<Model>.hyper, exhaustive), then x 3 seeds at the chosen point;
+#                          the cheap models first. LGMRec runs at its authors' Baby point (LGMRec.yaml); with
+#                          LGMREC_DRAWS=N it is tuned by N seeded random draws of its 192-point grid first
 #              publish     copy what has finished so far (JSON, per-user files, tuning exports) into
 #                          results/ and re-render results/DATASET.md and .png from it
 #              restore     the reverse, on a fresh machine: seed $WORK from what results/ holds (files
 #                          already under $WORK are kept), so the jobs keep every published run and
 #                          continue from there (runs whose checkpoints are gone restart from epoch 0)
 #
+# MODELS="FREEDOM BM3" limits the baselines / mmbaselines job to those of its models (two jobs side by side
+# on different models use both cores).
 # TUNED_ON=baby (for DATASET baby-cold): take the tuned points of the Baby searches ($WORK/tuning/<Model>-baby.json,
 # which must exist) instead of searching again; the page notes that they were selected on another dataset.
 #
@@ -76,7 +79,7 @@ tune() {  # tune MODEL [search options...]: the model's search on validation (sk
 
 case $JOB in
   baselines)
-    for model in BPR LightGCN; do
+    for model in ${MODELS:-BPR LightGCN}; do
       tune "$model"
       for seed in $SEEDS; do compare "$seed" "$model" --tuned "$TUNING/$model-$TUNED_ON.json"; done
     done ;;
@@ -87,8 +90,14 @@ case $JOB in
   lambda)
     compare 123 MICRO --name MICRO-lambda1 --contrastive_mode=sampled --lambda_coeff=1.0 ;;
   mmbaselines)
-    for model in VBPR FREEDOM BM3 LGMRec; do
-      search=(); [ "$model" != LGMRec ] || search=(--algo random --max_evals 16)
+    for model in ${MODELS:-VBPR FREEDOM BM3 LGMRec}; do
+      if [ "$model" = LGMRec ] && [ "${LGMREC_DRAWS:-0}" = 0 ]; then
+        # the authors' own Baby point (their search; LGMRec.yaml's defaults): a random search of its 192-point
+        # grid costs ~2 CPU hours per draw here (56 s per Baby epoch); LGMREC_DRAWS=16 runs one (on a GPU)
+        for seed in $SEEDS; do compare "$seed" "$model"; done
+        continue
+      fi
+      search=(); [ "$model" != LGMRec ] || search=(--algo random --max_evals "$LGMREC_DRAWS")
       tune "$model" "${search[@]}"
       for seed in $SEEDS; do compare "$seed" "$model" --tuned "$TUNING/$model-$TUNED_ON.json"; done
     done ;;
