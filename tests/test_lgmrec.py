@@ -189,6 +189,23 @@ def test_candidate_infonce_equals_the_authors_exp_log_form():
     assert torch.isfinite(big)
 
 
+@pytest.mark.parametrize("temperature", [0.2, 0.02, 0.005])  # float32: exp / log form twice, then logsumexp
+def test_candidate_infonce_in_float32_equals_float64_on_either_side_of_the_overflow_bound(temperature):
+    r"""The exp / log denominator is used only while |candidates|·e^{1/τ} fits float32 (τ = 0.2 and 0.02 here);
+    τ = 0.005 (e^{200}) takes logsumexp. Value and gradients match the float64 dense form on both sides."""
+    g = torch.Generator().manual_seed(5)
+    a, p = torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randn(6, 8, generator=g, dtype=torch.float64)
+    z = torch.cat([p, torch.randn(9, 8, generator=g, dtype=torch.float64)])
+    leaves = [t.float().requires_grad_(True) for t in (a, p, z)]
+    got = candidate_infonce(*leaves, temperature)
+    ref_leaves = [t.clone().requires_grad_(True) for t in (a, p, z)]
+    want = candidate_infonce(*ref_leaves, temperature)  # float64: the exp / log form at each of these τ
+    assert torch.isfinite(got)
+    torch.testing.assert_close(got.double(), want, rtol=2e-5, atol=1e-4)
+    for x, y in zip(torch.autograd.grad(got, leaves), torch.autograd.grad(want, ref_leaves)):
+        torch.testing.assert_close(x.double(), y, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("n_modalities", [1, 2, 3])
 @pytest.mark.parametrize("layers", [dict(n_ui_layers=2, n_mm_layers=2, n_hyper_layer=1),
                                     dict(n_ui_layers=1, n_mm_layers=0, n_hyper_layer=2)], ids=["authors", "other"])
