@@ -185,7 +185,13 @@ def test_append_with_tuned_params_and_from_json(compared, tmp_path):
     assert lightgcn["tuned_from"]["trial"] == 2
     page_text = (merged / "syn.md").read_text()
     assert [r[0].split(" (")[0] for r in table_rows(page_text)[1]] == ["BPR", "MICRO", "LightGCN"]
-    assert "tuned: best valid trial 2" in page_text
+    assert "tuned: best valid trial 2" in page_text and "not this dataset's" not in page_text
+    elsewhere = load_results(str(merged / "syn.json"))  # the same parameters, selected on another dataset
+    model_runs(elsewhere, "LightGCN")[0]["tuned_from"]["dataset"] = "baby"
+    (tmp_path / "elsewhere").mkdir()
+    page.write_page(elsewhere, str(tmp_path / "elsewhere"))
+    assert ("tuned: best valid trial 2 of `tuning/lightgcn-syn.json` (grid below), selected on baby's validation "
+            "split, not this dataset's;") in (tmp_path / "elsewhere" / "syn.md").read_text()
     assert "python run_compare.py --dataset syn --models BPR,MICRO --epochs 2" in page_text  # both commands kept
     assert_table_matches_json(page_text, load_results(str(merged / "syn.json")))
 

@@ -457,6 +457,8 @@ def _settings_section(doc, models):
         tuned = r.get("tuned_from")
         source = (f"tuned: best valid trial {tuned['trial']} of `{tuned_export_name(tuned)}` (grid below)" if tuned
                   else "defaults (RecBole's model yaml + the plugin's)")
+        if tuned and tuned.get("dataset") not in (None, doc["dataset"]):  # e.g. cold start on Baby's points
+            source += f", selected on {tuned['dataset']}'s validation split, not this dataset's"
         extra = {k: v for k, v in (r.get("overrides") or {}).items()
                  if k not in ("data_path", "checkpoint_dir", "state", "show_progress", "progress_every", "log_wandb",
                               "seed")
