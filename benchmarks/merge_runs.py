@@ -51,13 +51,17 @@ def unpack(tarball, into):
         archive.extractall(into, members=members, filter="data")
 
 
+def json_files(source, name):
+    r"""``(folder, its .json file names)`` of ``source/name`` (none when the folder is absent)."""
+    folder = os.path.join(source, name)
+    return folder, sorted(n for n in os.listdir(folder) if n.endswith(".json")) if os.path.isdir(folder) else []
+
+
 def merge_comparisons(source, work):
     r"""Add ``source``'s finished runs that ``work`` lacks; returns the (dataset, row, seed) added."""
     added = []
-    folder = os.path.join(source, "compare")
-    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        if not name.endswith(".json"):
-            continue
+    folder, names = json_files(source, "compare")
+    for name in names:
         theirs = load_results(os.path.join(folder, name))
         out = os.path.join(work, "compare")
         path = json_path(out, theirs["dataset"])
@@ -82,10 +86,8 @@ def merge_comparisons(source, work):
 def merge_searches(source, work):
     r"""Take ``source``'s exports that hold more finished trials; returns (file, theirs, ours, taken?)."""
     done = []
-    folder = os.path.join(source, "tuning")
-    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        if not name.endswith(".json"):
-            continue
+    folder, names = json_files(source, "tuning")
+    for name in names:
         theirs = load_export(os.path.join(folder, name))
         mine_path = os.path.join(work, "tuning", name)
         mine = load_export(mine_path) if os.path.isfile(mine_path) else None
