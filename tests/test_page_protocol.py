@@ -23,11 +23,11 @@ def test_a_setting_that_differs_per_row_is_listed_per_row_not_called_unrecorded(
 
 def test_batch_size_and_negatives_that_differ_per_model_are_not_given_one_value():
     doc = load_results(str(REPO / "results" / "baby.json"))
-    run = model_runs(doc, "BPR", "ok")[0]  # as BM3 would train: batches of 2048 pairs, no negatives
+    run = model_runs(doc, "LATTICE", "ok")[0]  # as BM3 trains: batches of 2048 pairs, no negatives
     run["settings"].update(train_batch_size=2048, train_neg_sample_args=None)
     text = page.render_page(doc, "baby.png", out="results", data_dir=str(REPO / "results"))
     training = next(line for line in text.splitlines() if line.startswith("- **Training:**"))
     assert "per model (`train_batch_size`" in training and "per model (`train_neg_sample_args`" in training
     assert "1024" not in training and "?" not in training
     differing = next(line for line in text.splitlines() if line.startswith("- **Not identical across models:**"))
-    assert "BPR 2048" in differing and "MICRO 1024" in differing and "BPR null" in differing
+    assert "LATTICE 2048" in differing and "MICRO 1024" in differing and "LATTICE null" in differing
