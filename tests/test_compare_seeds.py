@@ -148,7 +148,7 @@ def test_paired_tests_equal_scipy_on_the_same_pairs(seeded):
     significant = np.mean(micro) > np.mean(bpr) and by_seed.pvalue < 0.05 and by_user.pvalue < 0.05
     assert cells["significant"] == ("yes" if significant else "no")  # both tests ran: never "untested"
     headline = next(line for line in markdown.splitlines() if line.startswith("**Test Recall@20 ratio:"))
-    assert f"MICRO / BPR = {cells['ratio MICRO / baseline']}" in headline
+    assert f"MICRO / BPR (the strongest baseline) = {cells['ratio MICRO / baseline']}" in headline  # the only one
     assert "mean ± std over seeds of the per-seed ratio" in headline
     assert ("significant over BPR" if significant else "not significant over BPR") in headline
     assert "scipy.stats.ttest_rel" in markdown and "scipy.stats.wilcoxon" in markdown
@@ -294,3 +294,21 @@ def test_jobs_side_by_side_keep_each_others_runs(tmp_path):
         worker.join(60)
     assert [w.exitcode for w in workers] == [0, 0]
     assert sorted(json.loads(open(path).read())) == sorted(f"{w}-{i}" for w in "ab" for i in range(40))
+
+
+def test_the_headline_names_the_strongest_other_model_not_a_variant_of_micro():
+    r"""Beside LightGCN and LATTICE, the headline states MICRO against the best other model (highest mean test
+    value over the shared seeds); a MICRO variant row (``MICRO-lambda1``), however high, is not a baseline."""
+    from recbole_micro.tools import page
+    from recbole_micro.tools.results import new_doc, put_run
+
+    doc = new_doc("syn")
+    means = {"LightGCN": 0.07, "LATTICE": 0.08, "BPR": 0.083, "MICRO-lambda1": 0.095}
+    for row, mean in means.items():
+        model = row.split("-")[0]
+        put_run(doc, dict({"model": model, "seed": 1, "status": "ok"}, **({"name": row} if row != model else {})))
+    results = {row: {"baseline": [mean, mean + 0.002]} for row, mean in means.items()}
+    assert page.strongest_baseline(doc, results) == "BPR"
+    del results["BPR"]
+    assert page.strongest_baseline(doc, results) == "LATTICE"
+    assert page.strongest_baseline(doc, {"MICRO-lambda1": results["MICRO-lambda1"]}) is None
