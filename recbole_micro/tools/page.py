@@ -36,10 +36,12 @@ RECBOLE_PROPERTIES = os.path.join(os.path.dirname(os.path.abspath(recbole.__file
 # MMRec's published Baby numbers (Zhou et al., MMRec toolbox; its own split, standard NDCG) and the
 # LATTICE paper's. Shown for orientation only, labelled as not from this run.
 REFERENCE_BABY = {
-    "source": "MMRec (Zhou et al. 2023), Amazon Baby, its own split and the original features; LATTICE paper "
-              "(Zhang et al. 2021) for LATTICE†",
+    "source": "MMRec (Zhou et al. 2023, evaluation/README.md), Amazon Baby, its own split and the original "
+              "features; LATTICE paper (Zhang et al. 2021) for LATTICE†; LGMRec paper (Guo et al., AAAI 2024, "
+              "Baby) for LGMRec‡",
     "rows": [("BPR", 0.0575, 0.0249), ("LightGCN", 0.0754, 0.0328), ("VBPR", 0.0663, 0.0284),
-             ("LATTICE", 0.0850, 0.0370), ("LATTICE† (paper)", 0.0829, None), ("FREEDOM", 0.0992, 0.0424)],
+             ("LATTICE", 0.0850, 0.0370), ("LATTICE† (paper)", 0.0829, None), ("BM3", 0.0883, 0.0383),
+             ("FREEDOM", 0.0992, 0.0424), ("LGMRec‡ (paper)", 0.1002, None)],
 }
 
 
