@@ -367,3 +367,22 @@ def test_a_failing_run_is_one_line_and_the_others_go_on(compared, tmp_path, caps
     assert failed == ["[compare 1/2] BPR FAILED: RuntimeError: CUDA out of memory (a multi-line message)"]
     assert model_runs(doc, "BPR")[0]["status"] == "failed" and model_runs(doc, "LightGCN")[0]["status"] == "ok"
     assert "- BPR (seed 123): RuntimeError: CUDA out of memory" in (tmp_path / "syn.md").read_text()
+
+
+def test_resume_keeps_a_finished_run_only_if_it_trained_with_the_same_values(compared, tmp_path, capsys):
+    r"""``--resume`` keeps a finished (row, seed) run; when its tuned or overridden values differ from this run's
+    (a tuning export whose best point moved, another ``--key=value``), it is trained again, with one line."""
+    root, out, overrides, _ = compared
+    shutil.copytree(out, tmp_path / "res")
+    kept = compare.run_comparison("syn", "BPR", epochs=2, overrides=overrides, out=str(tmp_path / "res"), resume=True)
+    assert "finished in an earlier sitting, kept" in capsys.readouterr().out
+    before = model_runs(kept, "BPR")[0]
+    moved = compare.run_comparison("syn", "BPR", epochs=2, overrides=dict(overrides, learning_rate=0.01),
+                                   out=str(tmp_path / "res"), resume=True)
+    printed = capsys.readouterr().out
+    assert ("[compare 1/1] BPR: the earlier run trained with other values (learning_rate: 0.001 then, 0.01 now): "
+            "trained again") in printed
+    after = model_runs(moved, "BPR")[0]
+    assert after["hyper"]["learning_rate"] == 0.01 and after["test"] != before["test"]
+    assert compare.changed_values(after, dict(overrides, learning_rate=0.01, seed=7, data_path="/elsewhere")) == {}
+    assert compare.changed_values(after, {"epochs": 3, "knn_k": 5}) == {"epochs": (2, 3)}  # unrecorded: not compared

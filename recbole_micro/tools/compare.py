@@ -217,6 +217,20 @@ def run_comparison(dataset, models, epochs=None, tuned=None, overrides=None, con
     return job.doc
 
 
+NOT_COMPARED = ("seed", "data_path", "checkpoint_dir", "state", "show_progress", "progress_every", "log_wandb")
+
+
+def changed_values(previous, config_dict):
+    r"""``{key: (then, now)}`` for the run's tuned and overridden values that the earlier run of the same row and
+    seed recorded otherwise (its ``hyper``, ``settings`` or ``overrides``); keys it did not record, paths and
+    presentation keys are not compared. Empty when ``--resume`` may keep or continue that run."""
+    recorded = dict(previous.get("settings") or {})
+    recorded.update(previous.get("hyper") or {})
+    recorded.update(previous.get("overrides") or {})
+    return {k: (recorded[k], v) for k, v in plain(config_dict).items()
+            if k not in NOT_COMPARED and k in recorded and recorded[k] != v}
+
+
 class _Job:
     r"""This job's runs, saved into ``<out>/<dataset>.json`` at each start and end of a run: a fresh file on
     the first save of a non-append job, else merged into what is on disk now (re-read before each save, so
@@ -250,6 +264,12 @@ class _Job:
             return self._failed(model, seed, prefix, error, time.time(), tuned, fixed, name)
         seed = config["seed"]
         previous = get_run(self.on_disk() or {"runs": {}}, row, seed) if resume else None
+        changed = changed_values(previous, config_dict) if previous else None
+        if changed:  # e.g. the tuning export's best point moved since: the earlier run is not this one
+            print(f"{prefix} {row}{label}: the earlier run trained with other values ("
+                  + ", ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in changed.items())
+                  + "): trained again", flush=True)
+            previous = None
         if previous and previous.get("status") == "ok":
             print(f"{prefix} {model}{label}: finished in an earlier sitting, kept", flush=True)
             self.doc = self.on_disk()
