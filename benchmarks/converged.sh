@@ -34,6 +34,10 @@ set -euo pipefail
 USAGE="usage: benchmarks/converged.sh baby|baby-cold baselines|multimodal|full|lambda|mmbaselines|publish|restore"
 DATASET=${1:?$USAGE}
 JOB=${2:?$USAGE}
+case $JOB in  # checked before anything is written
+  baselines|multimodal|full|lambda|mmbaselines|publish|restore) ;;
+  *) echo "error: unknown job '$JOB' (baselines | multimodal | full | lambda | mmbaselines | publish | restore)" >&2; exit 2 ;;
+esac
 WORK=$(realpath -m "${WORK:-../runs}")
 SHARED=${SHARED:-../shared/data/baby}
 PY=${PY:-.venv/bin/python}
@@ -122,5 +126,4 @@ case $JOB in
       [ ! -f "$export" ] || cp -n "$export" "$TUNING/"
     done
     echo "restored results/$DATASET* into $WORK (existing files kept)" ;;
-  *) echo "error: unknown job '$JOB' (baselines | multimodal | full | lambda | mmbaselines | publish | restore)" >&2; exit 2 ;;
 esac

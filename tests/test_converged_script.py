@@ -20,6 +20,7 @@ def test_unknown_job_is_one_line_listing_the_jobs(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "error: unknown job 'native' (baselines | multimodal | full | lambda | mmbaselines | publish | restore)"]
+    assert not (tmp_path / "runs").exists()  # refused before anything is written (no data needed either)
 
 
 def test_tuned_on_another_dataset_needs_that_search(tmp_path, shared_data):
