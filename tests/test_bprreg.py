@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from recbole.model.general_recommender.bpr import BPR
 
 from conftest import run_config, train_on_synthetic
+from tiny_builds import in_float64
 from recbole_micro.errors import ConfigError
 from recbole_micro.model.bprreg import BPRReg
 from recbole_micro.quick_start import build
@@ -29,16 +30,7 @@ def built(tmp_path_factory):
 
 def model_with(built, cls=BPRReg, **keys):
     """``cls`` built with ``keys`` set in the resolved config (restored after), seeded init, float64."""
-    config, train_data = built
-    old = {k: config[k] for k in keys}
-    try:
-        for k, v in keys.items():
-            config[k] = v
-        torch.manual_seed(5)
-        return cls(config, train_data._dataset).double()
-    finally:
-        for k, v in old.items():
-            config[k] = v
+    return in_float64(cls, built, **keys)[1]
 
 
 def dense_loss(user_w, item_w, batch, reg_weight, reg_norm):
