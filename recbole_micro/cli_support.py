@@ -4,11 +4,19 @@ Used by ``cli.py`` (``run_recbole_micro.py``) and by the tools' scripts (``run_h
 ``run_compare.py``); it imports nothing of the plugin but its errors, so no entry point depends on another.
 """
 
+import argparse
 import signal
 import sys
 import warnings
 
 from recbole_micro.errors import RecboleMicroError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, ``PROG: error: MESSAGE (see --help)``, exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def parse_overrides(parser, argv):

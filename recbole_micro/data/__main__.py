@@ -9,11 +9,10 @@ Ctrl-C (exit 130) and SIGTERM (exit 143): one line, no traceback, nothing half-w
 folder is removed; an existing dataset stays as it was).
 """
 
-import argparse
 import sys
 import time
 
-from recbole_micro.cli_support import run_interruptible
+from recbole_micro.cli_support import OneLineParser, run_interruptible
 from recbole_micro.data import coldstart
 from recbole_micro.data.convert import ConversionError, convert_lattice, convert_mmrec
 from recbole_micro.data.default import DEFAULT_DATASET, DEFAULT_SEED, build_default_dataset
@@ -21,15 +20,10 @@ from recbole_micro.data.default import DEFAULT_DATASET, DEFAULT_SEED, build_defa
 PROG = "python -m recbole_micro.data"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line instead of usage + error
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _parser():
-    parser = _Parser(prog=PROG, description="Write RecBole atomic files (interactions + feature atoms + yaml).")
+    parser = OneLineParser(prog=PROG, description="Write RecBole atomic files (interactions + feature atoms + yaml).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{lattice,mmrec,default}",
-                                parser_class=_Parser)
+                                parser_class=OneLineParser)
 
     def common(p):
         p.add_argument("--out", default="atomic_data", help="folder that receives <out>/<name>/ (default: atomic_data)")

@@ -10,10 +10,9 @@ exit status 2. Ctrl-C (130) / SIGTERM (143): one line; the finished batches are 
 resumes after them; no atom is half-written.
 """
 
-import argparse
 import sys
 
-from recbole_micro.cli_support import run_interruptible
+from recbole_micro.cli_support import OneLineParser, run_interruptible
 from recbole_micro.errors import RecboleMicroError
 from recbole_micro.features.store import build_atom, check_target, choose_device, digest
 
@@ -21,14 +20,9 @@ PROG = "python -m recbole_micro.features"
 KEPT = "finished batches are kept: run the same command again to resume; no atom was half-written"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line instead of usage + error
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _parser():
-    parser = _Parser(prog=PROG, description="Encode item text or images into a RecBole feature atom.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{text,image}", parser_class=_Parser)
+    parser = OneLineParser(prog=PROG, description="Encode item text or images into a RecBole feature atom.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{text,image}", parser_class=OneLineParser)
 
     def common(p, modality, batch):
         p.add_argument("--name", required=True, help="dataset name: the atom is OUT/NAME/NAME.MODALITY")
