@@ -16,13 +16,17 @@
 #                          grid (properties/hyper/<Model>.hyper, exhaustive), then x 3 seeds at the chosen point;
 #                          the cheap models first. LGMRec runs at its authors' Baby point (LGMRec.yaml); with
 #                          LGMREC_DRAWS=N it is tuned by N seeded random draws of its 192-point grid first
+#              untrained   (baby-cold) MICRO, LATTICE and VBPR scoring items without a training interaction with
+#                          those items' ID embeddings read as zeros (untrained_item_ids: zero), rows
+#                          <Model>-zero x 3 seeds: the cold items ranked from their content alone; VBPR at its
+#                          tuned point (TUNED_ON), MICRO and LATTICE as in the multimodal job
 #              publish     copy what has finished so far (JSON, per-user files, tuning exports) into
 #                          results/ and re-render results/DATASET.md and .png from it
 #              restore     the reverse, on a fresh machine: seed $WORK from what results/ holds (files
 #                          already under $WORK are kept), so the jobs keep every published run and
 #                          continue from there (runs whose checkpoints are gone restart from epoch 0)
 #
-# MODELS="FREEDOM BM3" limits the baselines / mmbaselines job to those of its models (two jobs side by side
+# MODELS="FREEDOM BM3" limits the baselines / mmbaselines / untrained job to those of its models (two jobs side by side
 # on different models use both cores).
 # TUNED_ON=baby (for DATASET baby-cold): take the tuned points of the Baby searches ($WORK/tuning/<Model>-baby.json,
 # which must exist) instead of searching again; the page notes that they were selected on another dataset.
@@ -31,12 +35,12 @@
 # (atoms, checkpoints, the JSON and pages) is under $WORK (default ../runs), outside the repository;
 # the publish job copies the results into results/.
 set -euo pipefail
-USAGE="usage: benchmarks/converged.sh baby|baby-cold baselines|multimodal|full|lambda|mmbaselines|publish|restore"
+USAGE="usage: benchmarks/converged.sh baby|baby-cold baselines|multimodal|full|lambda|mmbaselines|untrained|publish|restore"
 DATASET=${1:?$USAGE}
 JOB=${2:?$USAGE}
 case $JOB in  # checked before anything is written
-  baselines|multimodal|full|lambda|mmbaselines|publish|restore) ;;
-  *) echo "error: unknown job '$JOB' (baselines | multimodal | full | lambda | mmbaselines | publish | restore)" >&2; exit 2 ;;
+  baselines|multimodal|full|lambda|mmbaselines|untrained|publish|restore) ;;
+  *) echo "error: unknown job '$JOB' (baselines | multimodal | full | lambda | mmbaselines | untrained | publish | restore)" >&2; exit 2 ;;
 esac
 WORK=$(realpath -m "${WORK:-../runs}")
 SHARED=${SHARED:-../shared/data/baby}
@@ -104,6 +108,14 @@ case $JOB in
       search=(); [ "$model" != LGMRec ] || search=(--algo random --max_evals "$LGMREC_DRAWS")
       tune "$model" "${search[@]}"
       for seed in $SEEDS; do compare "$seed" "$model" --tuned "$TUNING/$model-$TUNED_ON.json"; done
+    done ;;
+  untrained)
+    for model in ${MODELS:-VBPR MICRO LATTICE}; do
+      extra=(--contrastive_mode=sampled); [ "$model" != VBPR ] || extra=(--tuned "$TUNING/$model-$TUNED_ON.json")
+      [ "$model" != VBPR ] || tune "$model"
+      for seed in $SEEDS; do
+        compare "$seed" "$model" --name "$model-zero" --untrained_item_ids=zero "${extra[@]}"
+      done
     done ;;
   publish)
     [ -f "$OUT/$DATASET.json" ] || { echo "error: $OUT/$DATASET.json does not exist yet: run a job first" >&2; exit 2; }

@@ -2,6 +2,7 @@
 candidate-restricted evaluation (``recbole_micro.evaluation``) for every model, and what content buys:
 MICRO ranks never-seen items from their features, BPR cannot."""
 
+import copy
 import json
 
 import numpy as np
@@ -236,3 +237,88 @@ def test_chance_spread_of_a_random_global_list(tmp_path):
     assert weights.sum() == pytest.approx(1.0)
     values = chance.random_list_recall(np.arange(1, 11) / 55, k=3, draws=4000, seed=1)
     assert values.mean() == pytest.approx(3 / 10, abs=0.01) and values.std() > 0
+
+
+# ------------------------------------------------------------------------------ untrained_item_ids
+MULTIMODAL = ["MICRO", "LATTICE", "VBPR", "FREEDOM", "BM3", "LGMRec"]
+ID_TABLES = {"VBPR": ["item_embedding"]}  # the rest: X_i, item_embedding.weight
+
+
+def all_scores(model):
+    """Every real user's scores over every item, from the evaluation embeddings (cache cleared first; the same
+    random draws each time: LGMRec draws Gumbel noise while scoring)."""
+    model.eval()
+    model.clear_eval_cache()
+    torch.manual_seed(0)
+    users, items = model.eval_embeddings()
+    return users[1:] @ items.t()
+
+
+@pytest.mark.parametrize("model_name", MULTIMODAL)
+def test_zero_scores_untrained_items_without_their_ids(cold_data, tmp_path, model_name):
+    """``zero`` scores exactly as the same model whose untrained items' ID rows are zeros, leaves the weights
+    as they were, and changes the cold items' scores; ``keep`` is the model as trained. The untrained items
+    are the valid and test cold items (and [PAD])."""
+    name, cold = cold_data
+    _, model, _, (train_data, _, _) = make(model_name, tmp_path, name)
+    dataset = train_data._dataset
+    untrained = internal_ids(dataset, cold["valid"]) | internal_ids(dataset, cold["test"]) | {0}
+    assert set(model.untrained_items.tolist()) == untrained
+    names = ID_TABLES.get(model_name, ["item_embedding.weight"])
+    params = dict(model.named_parameters())
+    assert [id(t) for t in model.item_id_tables()] == [id(params[n]) for n in names]
+
+    assert model.untrained_item_ids == "keep"  # the yaml default: the reference codes
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    keep = all_scores(model)
+    model.untrained_item_ids = "zero"
+    zero = all_scores(model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # restored after evaluation
+
+    blanked = copy.deepcopy(model)
+    blanked.untrained_item_ids = "keep"
+    rows = torch.tensor(sorted(untrained))
+    with torch.no_grad():
+        for n in names:
+            dict(blanked.named_parameters())[n][rows] = 0.0
+    torch.testing.assert_close(zero, all_scores(blanked), rtol=0, atol=0)
+    cold_ids = sorted(untrained - {0})
+    assert (zero[:, cold_ids] - keep[:, cold_ids]).abs().max() > 1e-4
+
+
+def test_blanked_ids_are_restored_when_scoring_fails(cold_data, tmp_path):
+    name, _ = cold_data
+    _, model, _, _ = make("VBPR", tmp_path, name, untrained_item_ids="zero", item_bias=True)
+    saved = [t.detach().clone() for t in model.item_id_tables()]
+    assert len(saved) == 2  # γ_i and β_i
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        with model.untrained_ids_blanked():
+            assert all((t[model.untrained_items] == 0).all() for t in model.item_id_tables())
+            raise RuntimeError("scoring failed")
+    assert all(torch.equal(a, b) for a, b in zip(saved, model.item_id_tables()))
+
+
+def test_untrained_item_ids_is_checked(cold_data, tmp_path):
+    name, _ = cold_data
+    with pytest.raises(ConfigError) as err:
+        make("MICRO", tmp_path, name, untrained_item_ids="none")
+    assert str(err.value) == "config key 'untrained_item_ids' is 'none'; it must be one of ['keep', 'zero']"
+
+
+def test_zero_changes_evaluation_only(cold_data, tmp_path):
+    """Training with ``zero`` is training with ``keep`` to the bit (the switch acts while scoring); the cold
+    items' test Recall differs, and under an emulated accelerator ``zero`` evaluates as on the CPU."""
+    from emulated_device import emulated_accelerator
+
+    name, _ = cold_data
+    runs = {}
+    for mode in ("keep", "zero"):
+        net, trainer, test_data, result = fit_and_test("MICRO", tmp_path, name, seed=3, untrained_item_ids=mode)
+        runs[mode] = ({k: v.clone() for k, v in net.state_dict().items()}, result)
+    (keep_state, keep_result), (zero_state, zero_result) = runs["keep"], runs["zero"]
+    assert keep_state.keys() == zero_state.keys()
+    assert all(torch.equal(keep_state[k], zero_state[k]) for k in keep_state)
+    assert keep_result["recall@20"] != zero_result["recall@20"]
+    with emulated_accelerator():
+        _, emulated, _, emulated_result = fit_and_test("MICRO", tmp_path, name, seed=3, untrained_item_ids="zero")
+    assert emulated_result == zero_result

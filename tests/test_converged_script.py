@@ -19,7 +19,8 @@ def test_unknown_job_is_one_line_listing_the_jobs(tmp_path):
     done = converged(tmp_path, "baby", "native")  # the retired job: LightGCN now runs natively in `baselines`
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "error: unknown job 'native' (baselines | multimodal | full | lambda | mmbaselines | publish | restore)"]
+        "error: unknown job 'native' (baselines | multimodal | full | lambda | mmbaselines | untrained | publish | "
+        "restore)"]
     assert not (tmp_path / "runs").exists()  # refused before anything is written (no data needed either)
 
 

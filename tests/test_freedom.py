@@ -382,4 +382,5 @@ SWITCH_TESTED = {"embedding_size", "knn_k", "knn_chunk_size", "mm_image_weight",
 
 def test_every_yaml_key_is_tested():
     keys = set(yaml.safe_load((REPO / "properties" / "model" / "FREEDOM.yaml").read_text()))
-    assert keys - {"learning_rate", "train_batch_size", "train_sampler"} == SWITCH_TESTED  # RecBole's / the sampler's
+    # RecBole's, the sampler's and untrained_item_ids (tested with every multimodal model in test_coldstart.py)
+    assert keys - {"learning_rate", "train_batch_size", "train_sampler", "untrained_item_ids"} == SWITCH_TESTED

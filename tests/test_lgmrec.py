@@ -332,4 +332,5 @@ SWITCH_TESTED = {"embedding_size", "cf_model", "n_ui_layers", "n_mm_layers", "n_
 
 def test_every_yaml_key_is_tested():
     keys = set(yaml.safe_load((REPO / "properties" / "model" / "LGMRec.yaml").read_text()))
-    assert keys - {"learning_rate", "train_batch_size", "train_sampler"} == SWITCH_TESTED  # RecBole's / the sampler's
+    # RecBole's, the sampler's and untrained_item_ids (tested with every multimodal model in test_coldstart.py)
+    assert keys - {"learning_rate", "train_batch_size", "train_sampler", "untrained_item_ids"} == SWITCH_TESTED

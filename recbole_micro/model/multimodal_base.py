@@ -8,7 +8,11 @@ r"""``MultimodalRecommender``: what every multimodal model of the plugin needs.
   (``scoring_embeddings`` under ``no_grad``), kept in ``restore_user_e`` / ``restore_item_e`` (RecBole's
   names, saved as ``other_parameter``) and cleared by every training step (``calculate_loss``) and
   every ``model.train()``;
-* ``predict`` / ``full_sort_predict`` as inner products of the cached embeddings.
+* ``predict`` / ``full_sort_predict`` as inner products of the cached embeddings;
+* ``untrained_item_ids``: how items without a training interaction (cold items) are scored — ``keep``
+  (every reference code) scores them with their ID embeddings as training left them (only ever pushed
+  down as sampled negatives); ``zero`` reads those rows of ``item_id_tables()`` as zeros while the
+  evaluation embeddings are computed, so such items are scored from their content part alone.
 
 A subclass defines ``forward`` (returning the final ``(users, items, ...)`` first, or overriding
 ``scoring_embeddings``) and ``losses(interaction)`` (a tensor or a tuple of loss terms, named by
@@ -16,6 +20,9 @@ A subclass defines ``forward`` (returning the final ``(users, items, ...)`` firs
 (``MultimodalGraphRecommender``, a subclass); VBPR and BM3 subclass this class directly.
 """
 
+import contextlib
+
+import numpy as np
 import torch
 import torch.nn as nn
 from recbole.model.abstract_recommender import GeneralRecommender
@@ -34,6 +41,10 @@ class MultimodalRecommender(GeneralRecommender):
         self.restore_user_e = None
         self.restore_item_e = None
         self.other_parameter_name = ["restore_user_e", "restore_item_e"]
+        self.untrained_item_ids = config["untrained_item_ids"]
+        # the items (and [PAD]) without an interaction in the training split the model is built on
+        per_item = np.asarray(dataset.inter_matrix(form="csr").sum(axis=0)).ravel()
+        self.untrained_items = torch.from_numpy(np.flatnonzero(per_item == 0))  # CPU; moved where used
 
     def check_config(self, config, dataset):
         """Validate the keys this model reads (one ``ConfigError`` naming key, value and fix)."""
@@ -85,11 +96,31 @@ class MultimodalRecommender(GeneralRecommender):
         r"""The (users, items) embeddings whose inner products are the scores: ``forward()[:2]`` by default."""
         return self.forward()[:2]
 
+    def item_id_tables(self):
+        """The trained tables with one row per item id that ``untrained_item_ids: zero`` blanks: X_i."""
+        return [self.item_embedding.weight]
+
+    @contextlib.contextmanager
+    def untrained_ids_blanked(self):
+        """With ``untrained_item_ids: zero``, the rows of ``item_id_tables()`` of the untrained items read as
+        zeros inside the block (restored on exit, whatever happens); with ``keep``, nothing changes."""
+        saved = []
+        try:
+            if self.untrained_item_ids == "zero":
+                for table in self.item_id_tables():
+                    rows = self.untrained_items.to(table.device)
+                    saved.append((table, rows, table.data[rows].clone()))
+                    table.data[rows] = 0.0
+            yield
+        finally:
+            for table, rows, values in saved:
+                table.data[rows] = values
+
     def eval_embeddings(self):
-        """``scoring_embeddings()`` computed once per evaluation (no gradient), cached until the next
-        training step."""
+        """``scoring_embeddings()`` computed once per evaluation (no gradient; untrained item ids as
+        ``untrained_item_ids`` says), cached until the next training step."""
         if self.restore_user_e is None or self.restore_item_e is None:
-            with torch.no_grad():
+            with torch.no_grad(), self.untrained_ids_blanked():
                 users, items = self.scoring_embeddings()
             # plain tensors: a Parameter returned as is (VBPR's user factors) would be registered as one
             self.restore_user_e, self.restore_item_e = users.detach(), items.detach()

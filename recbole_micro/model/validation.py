@@ -18,6 +18,10 @@ from recbole_micro.model.graphs import NORM_TYPES
 from recbole_micro.model.losses import CONTRASTIVE_MODES, CONTRASTIVE_PRECISIONS
 
 
+#: How the multimodal models score items without a training interaction (multimodal_base.py).
+UNTRAINED_ITEM_IDS = ("keep", "zero")
+
+
 def _require(ok, key, value, rule):
     if not ok:
         raise ConfigError(f"config key '{key}' is {value!r}; it must be {rule}")
@@ -161,7 +165,7 @@ def check_number(config, key, low=0.0, high=None, low_open=False, high_open=Fals
 
 def check_multimodal_config(config, dataset):
     """Validate what every multimodal model reads: no misspelt key, item features present, an
-    ``embedding_size`` > 0, and ``reg_weight`` >= 0 where the model has one."""
+    ``embedding_size`` > 0, ``reg_weight`` >= 0 where the model has one, ``untrained_item_ids``."""
     check_unknown_keys(config)
     if not getattr(dataset, "modality_features", None):
         raise FeatureError(
@@ -173,6 +177,7 @@ def check_multimodal_config(config, dataset):
     if "reg_weight" in config:
         _require(isinstance(config["reg_weight"], (int, float)) and config["reg_weight"] >= 0, "reg_weight",
                  config["reg_weight"], "a number >= 0")
+    check_choice(config, "untrained_item_ids", UNTRAINED_ITEM_IDS)
 
 
 def check_micro_config(config, dataset):

@@ -70,6 +70,10 @@ class VBPR(MultimodalRecommender):
         check_choice(config, "reg_norm", REG_NORMS)
         check_bool(config, "item_bias")
 
+    def item_id_tables(self):
+        """γ_i, and β_i with ``item_bias``: what ``untrained_item_ids: zero`` blanks for cold items."""
+        return [self.item_embedding] + ([self.bias] if self.item_bias else [])
+
     def forward(self):
         r"""Users [γ_u; θ_u] (U × 2d) and items [γ_i; E f_i + b] (N × 2d), so that x̂_ui = ⟨u, i⟩; with
         ``item_bias`` one more column each: users 1, items β_i + β'ᵀ f_i."""
