@@ -322,3 +322,30 @@ def test_zero_changes_evaluation_only(cold_data, tmp_path):
     with emulated_accelerator():
         _, emulated, _, emulated_result = fit_and_test("MICRO", tmp_path, name, seed=3, untrained_item_ids="zero")
     assert emulated_result == zero_result
+
+
+def test_rescoring_a_checkpoint_under_each_rule(cold_data, tmp_path):
+    """``benchmarks/untrained_ids.py``: ``keep`` re-reads the run's own valid and test Recall@20 from its
+    checkpoint; ``zero`` equals the model scored with the untrained items' ID rows set to zeros."""
+    import importlib.util
+
+    from conftest import REPO
+    from recbole_micro.quick_start import load_data_and_model, run_recbole_micro
+    from recbole_micro.utils import get_trainer
+
+    spec = importlib.util.spec_from_file_location("untrained_ids", REPO / "benchmarks" / "untrained_ids.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    name, _ = cold_data
+    run = run_recbole_micro("VBPR", name, config_dict=run_config(
+        tmp_path, device="cpu", use_gpu=False, learning_rate=0.01, epochs=2, eval_step=1, seed=2))
+    model, seed, values = script.rescore(run["checkpoint"])
+    assert (model, seed) == ("VBPR", 2)
+    assert values["keep", "valid"] == run["best_valid_result"]["recall@20"]
+    assert values["keep", "test"] == run["test_result"]["recall@20"]
+    config, net, _, _, _, test_data = load_data_and_model(run["checkpoint"])
+    with torch.no_grad():
+        net.item_embedding[net.untrained_items] = 0.0
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net.eval())
+    assert values["zero", "test"] == trainer.evaluate(test_data, load_best_model=False)["recall@20"]
+    assert values["zero", "test"] != values["keep", "test"]
