@@ -5,10 +5,9 @@
 Bad input ends with one line on stderr and exit status 2, never a traceback.
 """
 
-import argparse
 import sys
 
-from recbole_micro.cli_support import exit_on_bad_input, parse_overrides, quiet_library_notices
+from recbole_micro.cli_support import OneLineParser, exit_on_bad_input, parse_overrides, quiet_library_notices
 
 
 def _train(args, overrides):
@@ -26,7 +25,7 @@ def _train(args, overrides):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="run_recbole_micro.py",
         description="Train and evaluate MICRO (or any RecBole model) on multimodal atomic data. "
         "Extra --key=value arguments override RecBole config keys.",

@@ -5,14 +5,14 @@ raises is printed as one line with exit status 2. ``tune`` and ``compare`` are t
 (``recbole_micro.tools.cli``, also ``run_hyper.py`` and ``run_compare.py``).
 """
 
-import argparse
 import sys
 
+from recbole_micro.cli_support import OneLineParser
 from recbole_micro.errors import ConfigError
 
 
 def build_recommend_parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="run_recbole_micro.py recommend",
         description="Top-k items for users of a saved model (their training items excluded).",
     )
@@ -23,6 +23,9 @@ def build_recommend_parser():
                         help="history to exclude: training interactions (default) or training + validation")
     parser.add_argument("--data_path", default=None,
                         help="folder holding the dataset's folder, if it moved since training (default: the one recorded)")
+    parser.add_argument("--untrained_item_ids", choices=["keep", "zero"], default=None,
+                        help="multimodal models: score items without a training interaction with their ID embedding "
+                        "(keep) or from their content alone (zero); default: as the model was trained")
     return parser
 
 
@@ -32,7 +35,7 @@ def recommend_action(args, overrides):
     if overrides:
         raise ConfigError(f"recommend takes no config overrides, got {overrides}; the checkpoint holds the config")
     results = recommend(args.checkpoint, args.users.split(","), topk=args.topk, exclude=args.exclude,
-                        data_path=args.data_path)
+                        data_path=args.data_path, untrained_item_ids=args.untrained_item_ids)
     print(format_recommendations(results))
     note = shortfall(results, args.topk)
     if note:

@@ -58,7 +58,7 @@ def resolve_users(dataset, users):
     return users, np.array([known[u] for u in users], dtype=np.int64)
 
 
-def recommend(checkpoint, users, topk=10, exclude="train", loaded=None, data_path=None):
+def recommend(checkpoint, users, topk=10, exclude="train", loaded=None, data_path=None, untrained_item_ids=None):
     r"""Top-``topk`` items for each user token in ``users`` from the model saved in ``checkpoint``.
 
     Returns ``[{"user": token, "items": [item tokens], "scores": [floats]}, ...]`` in the order given,
@@ -66,13 +66,16 @@ def recommend(checkpoint, users, topk=10, exclude="train", loaded=None, data_pat
     interacted with nearly every item). ``loaded`` may pass the tuple of an earlier
     ``load_data_and_model`` call to skip rebuilding the data; ``data_path`` replaces the data folder the
     checkpoint recorded (the folder holding ``<dataset>/``). Items are named by the tokens the model was
-    trained with, also when the data files list them in another order.
+    trained with, also when the data files list them in another order. ``untrained_item_ids`` (``keep`` |
+    ``zero``; default: the checkpoint's) sets how a multimodal model scores items without a training interaction.
     """
     if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk <= 0:
         raise ConfigError(f"topk is {topk!r}; it must be an integer > 0")
     if exclude not in EXCLUDE:
         raise ConfigError(f"exclude is {exclude!r}; use one of {list(EXCLUDE)}")
     config, model, dataset, _train, valid_data, test_data = loaded or load_for_recommendation(checkpoint, data_path)
+    if untrained_item_ids is not None:
+        set_untrained_item_ids(model, untrained_item_ids, checkpoint)
     tokens, uids = resolve_users(dataset, users)
     loader = valid_data if exclude == "train" else test_data
     k = min(int(topk), dataset.item_num - 1)
@@ -84,6 +87,20 @@ def recommend(checkpoint, users, topk=10, exclude="train", loaded=None, data_pat
         items = dataset.id2token(dataset.iid_field, index[row][keep].numpy())
         results.append({"user": user, "items": [str(t) for t in items], "scores": scores[row][keep].tolist()})
     return results
+
+
+def set_untrained_item_ids(model, rule, checkpoint):
+    """Score the untrained items of ``model`` (a plugin multimodal model) by ``rule``; one line otherwise."""
+    from recbole_micro.model.validation import UNTRAINED_ITEM_IDS
+
+    if rule not in UNTRAINED_ITEM_IDS:
+        raise ConfigError(f"untrained_item_ids is {rule!r}; use one of {list(UNTRAINED_ITEM_IDS)}")
+    if not hasattr(model, "untrained_ids_blanked"):
+        raise ConfigError(f"checkpoint {checkpoint}: model {type(model).__name__} scores items by their ID embeddings "
+                          f"only; untrained_item_ids applies to the plugin's multimodal models (MICRO, LATTICE, VBPR, "
+                          f"FREEDOM, BM3, LGMRec)")
+    model.untrained_item_ids = rule
+    model.clear_eval_cache()
 
 
 def shortfall(results, topk):

@@ -390,7 +390,8 @@ def test_results_folder_holds_no_lock_file_after_a_locked_update(tmp_path):
 def test_topk_above_the_candidates_warns_once(bpr_run, capsys):
     root, best, _last = bpr_run
     train = split_history(root, "train")
-    args = argparse.Namespace(checkpoint=best, users="0,1", topk=100, exclude="train", data_path=None)
+    args = argparse.Namespace(checkpoint=best, users="0,1", topk=100, exclude="train", data_path=None,
+                              untrained_item_ids=None)
     results = recommend_action(args, [])
     out, err = capsys.readouterr()
     counts = {r["user"]: len(r["items"]) for r in results}

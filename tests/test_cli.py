@@ -152,3 +152,17 @@ def test_resume_from_the_last_checkpoint_ends_where_the_uninterrupted_run_did(la
     assert resumed["best_valid_result"] == result["best_valid_result"]
     assert resumed["test_result"] == result["test_result"]
     assert "MICRO on syn (1 epochs, " in out.out
+
+
+@pytest.mark.parametrize("argv, part", [
+    (["recommend", "--checkpoint", "x.pth", "--users", "1", "--exclude", "everything"], "invalid choice: 'everything'"),
+    (["tune", "--algo", "grid"], "invalid choice: 'grid'"),
+    (["compare", "--seeds"], "--seeds: expected one argument"),
+    (["--epochs"], "--epochs"),
+])
+def test_usage_errors_are_one_line(argv, part, capsys):
+    """argparse's own errors (a bad choice, a missing value) end like every bad input: one line, exit status 2."""
+    with pytest.raises(SystemExit) as info:
+        cli_main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and ": error: " in err and part in err, err

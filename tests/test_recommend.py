@@ -118,3 +118,32 @@ def test_command_in_subprocess(trained, tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     err = bad.stderr.strip().splitlines()
     assert len(err) == 1 and str(corrupt) in err[0] and "corrupt, truncated" in err[0]
+
+
+def test_untrained_items_scored_from_content_on_request(trained, capsys):
+    """``--untrained_item_ids zero``: the top-k of the model whose untrained items' ID rows are zeros (here items
+    marked untrained by hand: the synthetic catalogue has no cold item); ``keep`` and the default equal the plain
+    model; an ID-only model or an unknown rule is one line."""
+    root, checkpoint = trained
+    loaded = load_data_and_model(checkpoint)
+    model, dataset = loaded[1], loaded[2]
+    model.untrained_items = torch.tensor([0, 3, 9, 27, 41])
+    plain = recommend(checkpoint, ["2", "5"], topk=10, loaded=loaded)
+    assert recommend(checkpoint, ["2", "5"], topk=10, loaded=loaded, untrained_item_ids="keep") == plain
+    zero = recommend(checkpoint, ["2", "5"], topk=10, loaded=loaded, untrained_item_ids="zero")
+    assert zero != plain
+    model.untrained_item_ids = "keep"
+    with torch.no_grad():
+        model.item_embedding.weight[model.untrained_items] = 0.0
+    model.clear_eval_cache()
+    assert recommend(checkpoint, ["2", "5"], topk=10, loaded=loaded) == zero
+    with pytest.raises(ConfigError, match=r"untrained_item_ids is 'none'; use one of \['keep', 'zero'\]"):
+        recommend(checkpoint, ["2"], loaded=loaded, untrained_item_ids="none")
+    bpr = run_recbole_micro(model="BPR", dataset="syn", config_dict=run_config(root, epochs=1, eval_step=1))
+    with pytest.raises(ConfigError, match="model BPR scores items by their ID embeddings only"):
+        recommend(bpr["checkpoint"], ["2"], untrained_item_ids="zero")
+    with pytest.raises(SystemExit) as info:
+        cli_main(["recommend", "--checkpoint", checkpoint, "--users", "2", "--untrained_item_ids", "none"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "untrained_item_ids" in err

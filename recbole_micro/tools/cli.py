@@ -11,11 +11,10 @@ finished (exit status 130).
     python run_compare.py --dataset baby --from-json                   # re-render the page only
 """
 
-import argparse
 import os
 import sys
 
-from recbole_micro.cli_support import standalone
+from recbole_micro.cli_support import OneLineParser, standalone
 from recbole_micro.errors import ConfigError
 from recbole_micro.tools.files import command_line
 from recbole_micro.tools.space import shipped_spaces
@@ -31,7 +30,7 @@ def _default_dataset(args):
 # --------------------------------------------------------------------------- tune
 
 def build_tune_parser(prog="run_hyper.py"):
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=prog, allow_abbrev=False,
         description="Tune MICRO or any RecBole model with RecBole's HyperTuning (hyperopt) or Ray Tune. "
         "Trials select on the validation split; the export lists every trial and marks the best by "
@@ -97,7 +96,7 @@ def tune_main(argv=None, prog="run_hyper.py"):
 # --------------------------------------------------------------------------- compare
 
 def build_compare_parser(prog="run_compare.py"):
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=prog, allow_abbrev=False,
         description="Run several models on one dataset under the same split, seeds, evaluator and epoch budget, "
         "and write <out>/<dataset>.md (table, significance, chart) and <out>/<dataset>.json. Extra --key=value "
