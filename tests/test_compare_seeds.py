@@ -146,11 +146,15 @@ def test_paired_tests_equal_scipy_on_the_same_pairs(seeded):
     assert float(mean) == pytest.approx(np.mean(ratios), abs=5e-4) and float(std) == pytest.approx(
         np.std(ratios, ddof=1), abs=5e-4)
     significant = np.mean(micro) > np.mean(bpr) and by_seed.pvalue < 0.05 and by_user.pvalue < 0.05
-    assert cells["significant"] == ("yes" if significant else "no")  # both tests ran: never "untested"
+    behind = np.mean(micro) < np.mean(bpr) and by_seed.pvalue < 0.05 and by_user.pvalue < 0.05
+    # both tests ran: never "untested"
+    assert cells["significant"] == ("yes" if significant else "no: the baseline is significantly ahead" if behind
+                                    else "no")
     headline = next(line for line in markdown.splitlines() if line.startswith("**Test Recall@20 ratio:"))
     assert f"MICRO / BPR (the strongest baseline) = {cells['ratio MICRO / baseline']}" in headline  # the only one
     assert "mean ± std over seeds of the per-seed ratio" in headline
-    assert ("significant over BPR" if significant else "not significant over BPR") in headline
+    assert ("significant over BPR" if significant else "significantly behind BPR" if behind
+            else "not significant over BPR") in headline
     assert "scipy.stats.ttest_rel" in markdown and "scipy.stats.wilcoxon" in markdown
 
 
@@ -312,3 +316,21 @@ def test_the_headline_names_the_strongest_other_model_not_a_variant_of_micro():
     del results["BPR"]
     assert page.strongest_baseline(doc, results) == "LATTICE"
     assert page.strongest_baseline(doc, {"MICRO-lambda1": results["MICRO-lambda1"]}) is None
+
+
+@pytest.mark.parametrize("shift, significant, behind", [(+0.02, True, False), (-0.02, False, True), (0.0, False, False)])
+def test_a_significant_loss_is_stated_as_one(shift, significant, behind):
+    """``stats.against``: ``significant`` when the target is higher and both tests give p < 0.05, ``behind`` when it
+    is lower and both do; noise around a tie is neither."""
+    from recbole_micro.tools import stats as page_stats
+
+    rng = np.random.default_rng(0)
+    seeds = [1, 2, 3, 4]
+    base = [{"seed": s, "test": {"recall@20": 0.10 + 0.001 * k}} for k, s in enumerate(seeds)]
+    noise = [0.0004, -0.0003, 0.0002, -0.0001]
+    target = [{"seed": s, "test": {"recall@20": r["test"]["recall@20"] + shift + e}} for s, r, e in zip(seeds, base, noise)]
+    users = rng.random(500)
+    per_user = lambda offset: {str(s): {"users": np.arange(500).astype(str), "recall@20": users + offset} for s in seeds}
+    user_shift = shift + rng.normal(0, 0.01, 500)
+    result = page_stats.against(target, base, per_user(user_shift), per_user(0.0))
+    assert result["significant"] is significant and result["behind"] is behind

@@ -331,8 +331,16 @@ def _ratio_text(result):
     return f"{r['mean']:.3f}" if r["std"] is None else f"{r['mean']:.3f} ± {r['std']:.3f}"
 
 
-def _verdict(result):
-    return {True: "significant", False: "not significant", None: "untested"}[result["significant"]]
+def _verdict(result, base):
+    if result.get("behind"):
+        return f"significantly behind {base}"
+    return f"{ {True: 'significant', False: 'not significant', None: 'untested'}[result['significant']]} over {base}"
+
+
+def _significant_cell(result):
+    if result.get("behind"):
+        return "no: the baseline is significantly ahead"
+    return {True: "yes", False: "no", None: "untested"}[result["significant"]]
 
 
 def _tests_text(result):
@@ -358,7 +366,7 @@ def _significance_section(doc, data_dir):
     how = ("mean ± std over seeds of the per-seed ratio" if seeds_n > 1 else "one seed: no spread over seeds")
     ratios = ", ".join(f"{TARGET} / {b}{' (the strongest baseline)' if b == strongest else ''} = "
                        f"{_ratio_text(results[b])}" for b in headline)
-    verdicts = "; ".join(f"{_verdict(results[b])} over {b} ({_tests_text(results[b])})" for b in headline)
+    verdicts = "; ".join(f"{_verdict(results[b], b)} ({_tests_text(results[b])})" for b in headline)
     mode = mode_text(_ok(doc, TARGET))
     lines = [f"## {TARGET} against each baseline", "",
              f"**Test {label} ratio: {ratios}** ({how}{'; ' + TARGET + ' with the ' + mode if mode else ''}). "
@@ -366,7 +374,8 @@ def _significance_section(doc, data_dir):
              f"Paired over seeds: {stats.SEED_TEST}, on each seed's test {label}. Paired over users: {stats.USER_TEST}, "
              f"on the per-user test {label} of each model's best-validation checkpoint, users paired by token (with "
              f"several seeds, each user's value averaged over the seeds both models ran). Significant = {TARGET}'s "
-             f"mean is higher and every available test gives p < {stats.ALPHA}. Per-user values: "
+             f"mean is higher and every available test gives p < {stats.ALPHA} (significantly behind: lower, and every "
+             f"test gives p < {stats.ALPHA}). Per-user values: "
              f"`{doc['dataset']}-per-user/<model>-seed<seed>.npz` beside the JSON.", "",
              f"| baseline | seeds paired | {TARGET} test {label} | baseline test {label} | ratio {TARGET} / baseline "
              f"| paired t over seeds: t, p | users paired (non-zero differences) | Wilcoxon over users: p | significant |",
@@ -377,7 +386,7 @@ def _significance_section(doc, data_dir):
             f"| {base}", ", ".join(map(str, r["seeds"])) or "–", cell(r["target"]), cell(r["baseline"]),
             _ratio_text(r), "–" if not st else f"{st['statistic']:.3f}, {fmt_p(st['p'])}",
             "–" if not ut else f"{ut['n_pairs']:,} ({ut['n_nonzero']:,})", "–" if not ut else fmt_p(ut["p"]),
-            {True: "yes", False: "no", None: "untested"}[r["significant"]],
+            _significant_cell(r),
         ]) + " |")
     return lines + [""]
 

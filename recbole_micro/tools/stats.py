@@ -100,7 +100,8 @@ def against(target_runs, base_runs, target_users, base_users, metric="recall@20"
 
     ``*_runs``: finished runs (with ``seed`` and ``test``); ``*_users``: ``{seed: per-user values}``.
     ``significant`` is True when the target's mean is higher and every available test has p < ``ALPHA``
-    (None when no test is possible: one seed and no per-user values).
+    (None when no test is possible: one seed and no per-user values); ``behind`` is True when the target's mean
+    is lower and every available test has p < ``ALPHA`` (the baseline significantly ahead).
     """
     seeds, a, b = paired_by_seed(target_runs, base_runs, metric)
     users, ua, ub, user_seeds = user_pairs(target_users, base_users, metric)
@@ -112,5 +113,6 @@ def against(target_runs, base_runs, target_users, base_users, metric="recall@20"
         "metric": metric, "seeds": seeds, "target": a, "baseline": b, "ratio": ratio(a, b),
         "seed_test": by_seed, "user_test": by_user, "user_seeds": user_seeds,
         "significant": (higher and all(t["p"] < ALPHA for t in tests)) if tests else None,
+        "behind": bool(tests) and bool(a) and float(np.mean(a)) < float(np.mean(b)) and all(t["p"] < ALPHA for t in tests),
         "tests_used": len(tests),
     }
