@@ -10,11 +10,10 @@ untrained``, selects its own). Training is the same under both rules (the switch
 Prints one line per checkpoint: model, seed, valid and test Recall@20 under each rule.
 """
 
-import argparse
 import sys
 
 from recbole_micro import compat  # noqa: F401  (RecBole on today's numpy / pandas)
-from recbole_micro.cli_support import exit_on_bad_input, quiet_library_notices
+from recbole_micro.cli_support import OneLineParser, exit_on_bad_input, quiet_library_notices
 from recbole_micro.quick_start import load_data_and_model
 from recbole_micro.utils import get_trainer
 
@@ -36,7 +35,7 @@ def rescore(model_file, metric="recall@20"):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", nargs="+", help="best-model checkpoints (.pth) of multimodal plugin models")
     args = parser.parse_args(argv)
     quiet_library_notices()

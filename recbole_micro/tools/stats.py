@@ -109,10 +109,11 @@ def against(target_runs, base_runs, target_users, base_users, metric="recall@20"
     by_user = user_test(ua, ub) if len(users) else None
     tests = [t for t in (by_seed, by_user) if t is not None and t.get("p") is not None]
     higher = bool(a) and float(np.mean(a)) > float(np.mean(b))
+    decisive = bool(tests) and all(t["p"] < ALPHA for t in tests)  # every available test below ALPHA
     return {
         "metric": metric, "seeds": seeds, "target": a, "baseline": b, "ratio": ratio(a, b),
         "seed_test": by_seed, "user_test": by_user, "user_seeds": user_seeds,
-        "significant": (higher and all(t["p"] < ALPHA for t in tests)) if tests else None,
-        "behind": bool(tests) and bool(a) and float(np.mean(a)) < float(np.mean(b)) and all(t["p"] < ALPHA for t in tests),
+        "significant": (higher and decisive) if tests else None,
+        "behind": decisive and bool(a) and float(np.mean(a)) < float(np.mean(b)),
         "tests_used": len(tests),
     }
