@@ -24,7 +24,7 @@ from tiny_builds import assert_gradients_close, in_float64, tiny_builds
 from recbole_micro.checkpoint import load_checkpoint
 from recbole_micro.errors import ConfigError
 from recbole_micro.model.lgmrec import LGMRec
-from recbole_micro.model.losses import candidate_infonce
+from recbole_micro.model.losses import LogSumExpScores, candidate_infonce
 from recbole_micro.quick_start import build, run_recbole_micro
 from recbole_micro.utils import get_model
 
@@ -187,6 +187,24 @@ def test_candidate_infonce_equals_the_authors_exp_log_form():
         torch.testing.assert_close(x, y, atol=1e-12, rtol=1e-10)
     big = candidate_infonce(a * 1e3, p, z, 1e-3)  # logsumexp: no overflow where exp(1/τ) would
     assert torch.isfinite(big)
+
+
+def test_the_in_place_denominator_equals_plain_autograd_to_the_bit_and_survives_a_second_backward():
+    r"""``LogSumExpScores`` (scores exponentiated, then weighted, in place) gives the plain autograd form
+    log(exp(a zᵀ).sum(1)) to the bit in float32, value and both gradients; differentiating a retained graph
+    twice gives the same gradients twice (the second pass recomputes the scores the first one overwrote)."""
+    g = torch.Generator().manual_seed(11)
+    a, z = torch.randn(33, 8, generator=g) / 3, torch.randn(50, 8, generator=g) / 3
+    weights = torch.rand(33, generator=g)  # a non-uniform upstream gradient
+    leaves = [t.clone().requires_grad_(True) for t in (a, z)]
+    got = LogSumExpScores.apply(*leaves)
+    ref_leaves = [t.clone().requires_grad_(True) for t in (a, z)]
+    want = (ref_leaves[0] @ ref_leaves[1].t()).exp().sum(1).log()
+    assert torch.equal(got, want)
+    first = torch.autograd.grad((got * weights).sum(), leaves, retain_graph=True)
+    second = torch.autograd.grad((got * weights).sum(), leaves)
+    for x, y, w in zip(first, second, torch.autograd.grad((want * weights).sum(), ref_leaves)):
+        assert torch.equal(x, w) and torch.equal(y, w)
 
 
 @pytest.mark.parametrize("temperature", [0.2, 0.02, 0.005])  # float32: exp / log form twice, then logsumexp
