@@ -324,18 +324,25 @@ def test_zero_changes_evaluation_only(cold_data, tmp_path):
     assert emulated_result == zero_result
 
 
-def test_rescoring_a_checkpoint_under_each_rule(cold_data, tmp_path):
-    """``benchmarks/untrained_ids.py``: ``keep`` re-reads the run's own valid and test Recall@20 from its
-    checkpoint; ``zero`` equals the model scored with the untrained items' ID rows set to zeros."""
+def benchmark_script(name):
+    """The module ``benchmarks/<name>.py``, imported from its file."""
     import importlib.util
 
     from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_rescoring_a_checkpoint_under_each_rule(cold_data, tmp_path):
+    """``benchmarks/untrained_ids.py``: ``keep`` re-reads the run's own valid and test Recall@20 from its
+    checkpoint; ``zero`` equals the model scored with the untrained items' ID rows set to zeros."""
     from recbole_micro.quick_start import load_data_and_model, run_recbole_micro
     from recbole_micro.utils import get_trainer
 
-    spec = importlib.util.spec_from_file_location("untrained_ids", REPO / "benchmarks" / "untrained_ids.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = benchmark_script("untrained_ids")
     name, _ = cold_data
     run = run_recbole_micro("VBPR", name, config_dict=run_config(
         tmp_path, device="cpu", use_gpu=False, learning_rate=0.01, epochs=2, eval_step=1, seed=2))
@@ -349,3 +356,64 @@ def test_rescoring_a_checkpoint_under_each_rule(cold_data, tmp_path):
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net.eval())
     assert values["zero", "test"] == trainer.evaluate(test_data, load_best_model=False)["recall@20"]
     assert values["zero", "test"] != values["keep", "test"]
+
+
+# ------------------------------------------------------------------------------ benchmarks/cold_parts.py
+@pytest.mark.parametrize("model_name", ["MICRO", "LATTICE", "FREEDOM"])
+def test_cold_rows_scored_from_each_part_of_the_item_representation(cold_data, tmp_path, model_name):
+    """Each rule of ``benchmarks/cold_parts.py`` changes the cold rows only: ``trained`` is the model's own
+    scoring, ``id part`` + ``content part`` add up to it, the content part is h/‖h‖ (MICRO, LATTICE: unit rows)
+    or h̃ = S X_i recomputed here (FREEDOM), ``unit norm`` scales it to 1 and ``as convolved`` is h itself."""
+    import torch.nn.functional as F
+
+    from recbole_micro.model import graphs
+
+    script = benchmark_script("cold_parts")
+    name, _ = cold_data
+    _, model, _, _ = make(model_name, tmp_path, name)
+    model.eval()
+    cold = model.untrained_items[1:]  # [PAD] aside
+    warm = torch.ones(model.n_items, dtype=torch.bool)
+    warm[model.untrained_items] = False
+    with torch.no_grad():
+        users, items = model.scoring_embeddings()
+        scored = {rule: script.scored_by(model, rule)() for rule in script.RULES}
+    for rule, (rule_users, rule_items) in scored.items():
+        assert torch.equal(rule_users, users) and torch.equal(rule_items[warm], items[warm]), rule
+    torch.testing.assert_close(scored["trained"][1], items)
+    torch.testing.assert_close(scored["id part"][1][cold] + scored["content part"][1][cold], items[cold])
+    content = scored["content part"][1][cold]
+    torch.testing.assert_close(scored["content, unit norm"][1][cold], F.normalize(content, p=2, dim=1))
+    if model_name == "FREEDOM":
+        with torch.no_grad():
+            h = graphs.propagate(model.item_adj, model.item_embedding.weight, model.n_mm_layers)
+        torch.testing.assert_close(content, h[cold])
+        torch.testing.assert_close(scored["content, as convolved"][1][cold], h[cold])
+    else:
+        torch.testing.assert_close(content.norm(dim=1), torch.ones(len(cold)))
+        convolved = scored["content, as convolved"][1][cold]
+        torch.testing.assert_close(F.normalize(convolved, p=2, dim=1), content)
+        assert (convolved.norm(dim=1) - 1).abs().max() > 1e-3  # h itself is not normalised
+    assert "cf_embeddings" not in vars(model)  # the capture is removed
+
+
+def test_cold_parts_rescores_a_checkpoint_and_refuses_other_models(cold_data, tmp_path, capsys):
+    """``trained`` re-reads the run's own valid and test Recall@20 from its checkpoint; a model it cannot
+    decompose is one ``error:`` line (exit status 2)."""
+    from recbole_micro.quick_start import run_recbole_micro
+
+    script = benchmark_script("cold_parts")
+    name, _ = cold_data
+    runs = {model: run_recbole_micro(model, name, config_dict=run_config(
+        tmp_path, device="cpu", use_gpu=False, learning_rate=0.01, epochs=2, eval_step=1, seed=4))
+        for model in ("FREEDOM", "VBPR")}
+    model, seed, values = script.rescore(runs["FREEDOM"]["checkpoint"])
+    assert (model, seed) == ("FREEDOM", 4)
+    assert values["trained", "valid"] == runs["FREEDOM"]["best_valid_result"]["recall@20"]
+    assert values["trained", "test"] == runs["FREEDOM"]["test_result"]["recall@20"]
+    assert values["id part", "test"] != values["trained", "test"]
+    with pytest.raises(SystemExit) as exit_:
+        script.main([runs["VBPR"]["checkpoint"]])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: VBPR checkpoints are not decomposed here; use a MICRO, LATTICE or FREEDOM checkpoint"]
