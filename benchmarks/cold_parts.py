@@ -4,17 +4,19 @@ from one part of their representation at a time.
 
     .venv/bin/python benchmarks/cold_parts.py ../runs/saved/FREEDOM-seed123-*.pth ../runs/saved/MICRO-seed11-*.pth
 
-The representations (each model's docstring): MICRO and LATTICE ĩ = i_CF + h/‖h‖ (i_CF the backbone's output
-of the ID embeddings, h the item-graph convolution of the ID embeddings), FREEDOM ĩ = ī + h̃ (ī LightGCN's
-layer mean, h̃ = S X_i over the frozen feature graph, not normalised). Rules for the cold rows (the warm
+The representations (each model's docstring and ``content_part``; ``scoring_content`` gives the content part):
+MICRO and LATTICE ĩ = i_CF + h/‖h‖ (i_CF the backbone's output of the ID embeddings, h the item-graph
+convolution of the ID embeddings), FREEDOM ĩ = ī + h̃ (ī LightGCN's layer mean, h̃ = S X_i over the frozen
+feature graph, not normalised), LGMRec E_c + (Σ_m norm(E_m) + α norm(E_ghe)), VBPR [γ_i; E f_i]; BM3 has no
+content part (one ``error:`` line). Rules for the cold rows (the warm
 rows as trained; ranking is over the cold items only, so only the cold rows matter):
 
 * ``trained``: as the model scores them;
-* ``id part``: i_CF (MICRO, LATTICE) or ī (FREEDOM) alone;
-* ``content part``: h/‖h‖ (MICRO, LATTICE) or h̃ (FREEDOM) alone, as the model adds it;
+* ``id part``: i_CF (MICRO, LATTICE), ī (FREEDOM), E_c (LGMRec) or γ_i (VBPR) alone;
+* ``content part``: the content part alone, as the model adds it (``untrained_item_ids: content``);
 * ``content, unit norm``: the content part scaled to norm 1 (for MICRO and LATTICE the same as above): what
   the content part's length adds to the ranking;
-* ``content, as convolved``: h before normalisation (MICRO, LATTICE; for FREEDOM the same as the content part).
+* ``content, as convolved``: h before normalisation (MICRO, LATTICE; for the others the same as the content part).
 
 Post hoc, at the epoch early stopping chose for ``trained``. Prints one line per checkpoint and rule: model,
 seed, rule, valid and test Recall@20.
@@ -27,50 +29,30 @@ import torch.nn.functional as F
 
 from recbole_micro import compat  # noqa: F401  (RecBole on today's numpy / pandas)
 from recbole_micro.cli_support import OneLineParser, exit_on_bad_input, quiet_library_notices
-from recbole_micro.errors import ConfigError
+from recbole_micro.model.multimodal import MultimodalGraphRecommender
 from recbole_micro.quick_start import load_data_and_model
 from recbole_micro.utils import get_trainer
 
 RULES = ("trained", "id part", "content part", "content, unit norm", "content, as convolved")
-GRAPH_MODELS = ("MICRO", "LATTICE")
 
 
 def parts(net):
-    """``(users, id_part, added_content, convolved_content)`` of a trained MICRO, LATTICE or FREEDOM (all items)."""
-    name = type(net).__name__
-    if name == "FREEDOM":
-        users, items, h = type(net).forward(net)
-        return users, items - h, h, h
-    if name in GRAPH_MODELS:
-        captured = {}
-
-        def capture(item_content):  # the instance's cf_embeddings: i_CF and h as computed, before the sum
-            users, items = net.backbone(net.user_embedding.weight, net.item_embedding.weight)
-            captured.update(users=users, items=items, content=item_content)
-            return users, items + F.normalize(item_content, p=2, dim=1)
-
-        net.cf_embeddings = capture
-        try:
-            net.forward()
-        finally:
-            del net.cf_embeddings
-        content = captured["content"]
-        return captured["users"], captured["items"], F.normalize(content, p=2, dim=1), content
-    raise ConfigError(f"{name} checkpoints are not decomposed here; use a MICRO, LATTICE or FREEDOM checkpoint")
+    """``(users, items, {rule: item table})`` of a trained model that names a ``content_part``: the scored items
+    and, per rule, the table the cold rows are taken from (the ID part is the items minus the content part)."""
+    net.check_untrained_rule("content")  # a model without a content part: one line
+    users, items, content = net.scoring_content()
+    convolved = net.forward()[-1] if isinstance(net, MultimodalGraphRecommender) else content
+    return users, items, {"trained": items, "id part": items - content, "content part": content,
+                          "content, unit norm": F.normalize(content, p=2, dim=1), "content, as convolved": convolved}
 
 
 def scored_by(net, rule):
     """A ``scoring_embeddings`` replacement: the cold rows of the item table from ``rule``'s part."""
 
     def scoring_embeddings():
-        users, id_part, added, convolved = parts(net)
-        items = id_part + added
+        users, items, tables = parts(net)
         cold = net.untrained_items.to(items.device)
-        chosen = {"trained": items, "id part": id_part, "content part": added,
-                  "content, unit norm": F.normalize(added, p=2, dim=1), "content, as convolved": convolved}[rule]
-        items = items.clone()
-        items[cold] = chosen[cold]
-        return users, items
+        return users, items.index_copy(0, cold, tables[rule][cold])
 
     return scoring_embeddings
 
@@ -101,7 +83,7 @@ def report(checkpoints):
 
 def main(argv=None):
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoints", nargs="+", help="best-model checkpoints (.pth) of MICRO, LATTICE or FREEDOM")
+    parser.add_argument("checkpoints", nargs="+", help="best-model checkpoints (.pth) of MICRO, LATTICE, FREEDOM, LGMRec or VBPR")
     args = parser.parse_args(argv)
     quiet_library_notices()
     exit_on_bad_input(report, args.checkpoints)

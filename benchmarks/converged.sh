@@ -16,10 +16,11 @@
 #                          grid (properties/hyper/<Model>.hyper, exhaustive), then x 3 seeds at the chosen point;
 #                          the cheap models first. LGMRec runs at its authors' Baby point (LGMRec.yaml); with
 #                          LGMREC_DRAWS=N it is tuned by N seeded random draws of its 192-point grid first
-#              untrained   (baby-cold) MICRO, LATTICE and VBPR scoring items without a training interaction with
-#                          those items' ID embeddings read as zeros (untrained_item_ids: zero), rows
-#                          <Model>-zero x 3 seeds: the cold items ranked from their content alone; VBPR at its
-#                          tuned point (TUNED_ON), MICRO and LATTICE as in the multimodal job
+#              untrained   (baby-cold) MICRO, LATTICE and VBPR scoring items without a training interaction by
+#                          the rule UNTRAINED_RULE (default zero: their ID embeddings read as zeros; content: from
+#                          the content part of their score, untrained_item_ids in the model yamls), rows
+#                          <Model>-<rule> x 3 seeds; VBPR, FREEDOM and BM3 at their tuned points (TUNED_ON),
+#                          MICRO and LATTICE as in the multimodal job, LGMRec at its authors' point
 #              publish     copy what has finished so far (JSON, per-user files, tuning exports) into
 #                          results/ and re-render results/DATASET.md and .png from it
 #              restore     the reverse, on a fresh machine: seed $WORK from what results/ holds (files
@@ -47,6 +48,11 @@ SHARED=${SHARED:-../shared/data/baby}
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-"123 2020 7"}
 TUNED_ON=${TUNED_ON:-$DATASET}
+RULE=${UNTRAINED_RULE:-zero}
+case $RULE in
+  zero|content) ;;
+  *) echo "error: UNTRAINED_RULE is '$RULE'; use zero or content (untrained_item_ids other than keep)" >&2; exit 2 ;;
+esac
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # two jobs side by side on 2 cores
 ATOMS=$WORK/atoms
 OUT=$WORK/compare
@@ -111,10 +117,13 @@ case $JOB in
     done ;;
   untrained)
     for model in ${MODELS:-VBPR MICRO LATTICE}; do
-      extra=(--contrastive_mode=sampled); [ "$model" != VBPR ] || extra=(--tuned "$TUNING/$model-$TUNED_ON.json")
-      [ "$model" != VBPR ] || tune "$model"
+      case $model in
+        MICRO|LATTICE) extra=(--contrastive_mode=sampled) ;;
+        LGMRec) extra=() ;;
+        *) tune "$model"; extra=(--tuned "$TUNING/$model-$TUNED_ON.json") ;;
+      esac
       for seed in $SEEDS; do
-        compare "$seed" "$model" --name "$model-zero" --untrained_item_ids=zero "${extra[@]}"
+        compare "$seed" "$model" --name "$model-$RULE" --untrained_item_ids="$RULE" "${extra[@]}"
       done
     done ;;
   publish)

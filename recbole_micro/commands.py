@@ -23,9 +23,10 @@ def build_recommend_parser():
                         help="history to exclude: training interactions (default) or training + validation")
     parser.add_argument("--data_path", default=None,
                         help="folder holding the dataset's folder, if it moved since training (default: the one recorded)")
-    parser.add_argument("--untrained_item_ids", choices=["keep", "zero"], default=None,
+    parser.add_argument("--untrained_item_ids", choices=["keep", "zero", "content"], default=None,
                         help="multimodal models: score items without a training interaction with their ID embedding "
-                        "(keep) or from their content alone (zero); default: as the model was trained")
+                        "(keep), with it read as zeros (zero) or from the content part of their score (content: "
+                        "MICRO, LATTICE, FREEDOM, LGMRec, VBPR); default: as the model was trained")
     return parser
 
 

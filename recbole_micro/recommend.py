@@ -67,7 +67,7 @@ def recommend(checkpoint, users, topk=10, exclude="train", loaded=None, data_pat
     ``load_data_and_model`` call to skip rebuilding the data; ``data_path`` replaces the data folder the
     checkpoint recorded (the folder holding ``<dataset>/``). Items are named by the tokens the model was
     trained with, also when the data files list them in another order. ``untrained_item_ids`` (``keep`` |
-    ``zero``; default: the checkpoint's) sets how a multimodal model scores items without a training interaction.
+    ``zero`` | ``content``; default: the checkpoint's) sets how a multimodal model scores items without a training interaction.
     """
     if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or topk <= 0:
         raise ConfigError(f"topk is {topk!r}; it must be an integer > 0")
@@ -99,6 +99,7 @@ def set_untrained_item_ids(model, rule, checkpoint):
         raise ConfigError(f"checkpoint {checkpoint}: model {type(model).__name__} scores items by their ID embeddings "
                           f"only; untrained_item_ids applies to the plugin's multimodal models (MICRO, LATTICE, VBPR, "
                           f"FREEDOM, BM3, LGMRec)")
+    model.check_untrained_rule(rule)
     model.untrained_item_ids = rule
     model.clear_eval_cache()
 

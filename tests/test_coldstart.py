@@ -302,26 +302,72 @@ def test_untrained_item_ids_is_checked(cold_data, tmp_path):
     name, _ = cold_data
     with pytest.raises(ConfigError) as err:
         make("MICRO", tmp_path, name, untrained_item_ids="none")
-    assert str(err.value) == "config key 'untrained_item_ids' is 'none'; it must be one of ['keep', 'zero']"
+    assert str(err.value) == "config key 'untrained_item_ids' is 'none'; it must be one of ['keep', 'zero', 'content']"
+    with pytest.raises(ConfigError) as err:  # BM3 scores predictor(LightGCN(X) + X): no content part
+        make("BM3", tmp_path, name, untrained_item_ids="content")
+    assert str(err.value) == ("config key 'untrained_item_ids' is 'content'; BM3's item scores have no content part "
+                              "apart from the ID embeddings: use 'keep' or 'zero'")
+
+
+@pytest.mark.parametrize("model_name", ["MICRO", "LATTICE", "FREEDOM", "LGMRec", "VBPR"])
+def test_content_scores_untrained_items_from_their_content_part(cold_data, tmp_path, model_name):
+    """``content``: the untrained items' rows of the evaluation item table are the content part of the model's
+    item representation (MICRO, LATTICE: h/‖h‖ of the h ``forward`` returns; FREEDOM: h̃ = S·X_i; LGMRec:
+    Σ_m norm(E_m) + α norm(E_ghe), its Gumbel noise drawn as in scoring; VBPR: the same scores as ``zero``),
+    every other row as ``keep``; the weights are untouched."""
+    import torch.nn.functional as F
+
+    from recbole_micro.model import graphs
+
+    name, _ = cold_data
+    _, model, _, _ = make(model_name, tmp_path, name)
+    keep = all_scores(model)
+    model.untrained_item_ids = "content"
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    content = all_scores(model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    untrained = model.untrained_items
+    trained = sorted(set(range(model.n_items)) - set(untrained.tolist()))
+    torch.testing.assert_close(content[:, trained], keep[:, trained], rtol=0, atol=0)
+    users, items = model.eval_embeddings()
+    with torch.no_grad():
+        if model_name == "VBPR":
+            model.untrained_item_ids = "zero"
+            torch.testing.assert_close(content, all_scores(model), rtol=0, atol=0)
+            return
+        if model_name == "FREEDOM":
+            part = graphs.propagate(model.item_adj, model.item_embedding.weight, model.n_mm_layers)
+        elif model_name == "LGMRec":
+            torch.manual_seed(0)  # the draws of all_scores
+            _, modal, global_, _ = model.embedding_parts()
+            part = (modal + model.alpha * global_)[model.n_users :]
+        else:
+            part = F.normalize(model.forward()[-1], p=2, dim=1)
+    torch.testing.assert_close(items[untrained], part[untrained])
+    cold = sorted(set(untrained.tolist()) - {0})
+    assert (content[:, cold] - keep[:, cold]).abs().max() > 1e-4
 
 
 def test_zero_changes_evaluation_only(cold_data, tmp_path):
-    """Training with ``zero`` is training with ``keep`` to the bit (the switch acts while scoring); the cold
-    items' test Recall differs, and under an emulated accelerator ``zero`` evaluates as on the CPU."""
+    """Training with ``zero`` or ``content`` is training with ``keep`` to the bit (the switch acts while scoring);
+    the cold items' test Recall differs, and under an emulated accelerator either evaluates as on the CPU."""
     from emulated_device import emulated_accelerator
 
     name, _ = cold_data
     runs = {}
-    for mode in ("keep", "zero"):
+    for mode in ("keep", "zero", "content"):
         net, trainer, test_data, result = fit_and_test("MICRO", tmp_path, name, seed=3, untrained_item_ids=mode)
         runs[mode] = ({k: v.clone() for k, v in net.state_dict().items()}, result)
-    (keep_state, keep_result), (zero_state, zero_result) = runs["keep"], runs["zero"]
-    assert keep_state.keys() == zero_state.keys()
-    assert all(torch.equal(keep_state[k], zero_state[k]) for k in keep_state)
-    assert keep_result["recall@20"] != zero_result["recall@20"]
-    with emulated_accelerator():
-        _, emulated, _, emulated_result = fit_and_test("MICRO", tmp_path, name, seed=3, untrained_item_ids="zero")
-    assert emulated_result == zero_result
+    keep_state, keep_result = runs["keep"]
+    for mode in ("zero", "content"):
+        state, result = runs[mode]
+        assert keep_state.keys() == state.keys()
+        assert all(torch.equal(keep_state[k], state[k]) for k in keep_state), mode
+        assert keep_result["recall@20"] != result["recall@20"], mode
+    for mode in ("zero", "content"):
+        with emulated_accelerator():
+            _, emulated, _, emulated_result = fit_and_test("MICRO", tmp_path, name, seed=3, untrained_item_ids=mode)
+        assert emulated_result == runs[mode][1], mode
 
 
 def benchmark_script(name):
@@ -362,11 +408,10 @@ def test_rescoring_a_checkpoint_under_each_rule(cold_data, tmp_path):
 @pytest.mark.parametrize("model_name", ["MICRO", "LATTICE", "FREEDOM"])
 def test_cold_rows_scored_from_each_part_of_the_item_representation(cold_data, tmp_path, model_name):
     """Each rule of ``benchmarks/cold_parts.py`` changes the cold rows only: ``trained`` is the model's own
-    scoring, ``id part`` + ``content part`` add up to it, the content part is h/‖h‖ (MICRO, LATTICE: unit rows)
-    or h̃ = S X_i recomputed here (FREEDOM), ``unit norm`` scales it to 1 and ``as convolved`` is h itself."""
+    scoring, ``id part`` + ``content part`` add up to it, ``content part`` is what ``untrained_item_ids:
+    content`` scores, ``unit norm`` scales it to 1 and ``as convolved`` is MICRO's and LATTICE's h itself (for
+    FREEDOM h̃, the content part)."""
     import torch.nn.functional as F
-
-    from recbole_micro.model import graphs
 
     script = benchmark_script("cold_parts")
     name, _ = cold_data
@@ -377,43 +422,42 @@ def test_cold_rows_scored_from_each_part_of_the_item_representation(cold_data, t
     warm[model.untrained_items] = False
     with torch.no_grad():
         users, items = model.scoring_embeddings()
-        scored = {rule: script.scored_by(model, rule)() for rule in script.RULES}
-    for rule, (rule_users, rule_items) in scored.items():
-        assert torch.equal(rule_users, users) and torch.equal(rule_items[warm], items[warm]), rule
-    torch.testing.assert_close(scored["trained"][1], items)
-    torch.testing.assert_close(scored["id part"][1][cold] + scored["content part"][1][cold], items[cold])
-    content = scored["content part"][1][cold]
-    torch.testing.assert_close(scored["content, unit norm"][1][cold], F.normalize(content, p=2, dim=1))
+        scored = {rule: script.scored_by(model, rule)()[1] for rule in script.RULES}
+    model.untrained_item_ids = "content"
+    content_rule = model.eval_embeddings()[1]
+    for rule, table in scored.items():
+        assert torch.equal(table[warm], items[warm]), rule
+    assert torch.equal(scored["trained"], items)
+    assert torch.equal(scored["content part"], content_rule)
+    content = scored["content part"][cold]
+    torch.testing.assert_close(scored["id part"][cold] + content, items[cold])
+    torch.testing.assert_close(scored["content, unit norm"][cold], F.normalize(content, p=2, dim=1))
+    convolved = scored["content, as convolved"][cold]
     if model_name == "FREEDOM":
-        with torch.no_grad():
-            h = graphs.propagate(model.item_adj, model.item_embedding.weight, model.n_mm_layers)
-        torch.testing.assert_close(content, h[cold])
-        torch.testing.assert_close(scored["content, as convolved"][1][cold], h[cold])
+        assert torch.equal(convolved, content)
     else:
-        torch.testing.assert_close(content.norm(dim=1), torch.ones(len(cold)))
-        convolved = scored["content, as convolved"][1][cold]
         torch.testing.assert_close(F.normalize(convolved, p=2, dim=1), content)
         assert (convolved.norm(dim=1) - 1).abs().max() > 1e-3  # h itself is not normalised
-    assert "cf_embeddings" not in vars(model)  # the capture is removed
 
 
 def test_cold_parts_rescores_a_checkpoint_and_refuses_other_models(cold_data, tmp_path, capsys):
-    """``trained`` re-reads the run's own valid and test Recall@20 from its checkpoint; a model it cannot
-    decompose is one ``error:`` line (exit status 2)."""
+    """``trained`` re-reads the run's own valid and test Recall@20 from its checkpoint; a model without a content
+    part is one ``error:`` line (exit status 2)."""
     from recbole_micro.quick_start import run_recbole_micro
 
     script = benchmark_script("cold_parts")
     name, _ = cold_data
     runs = {model: run_recbole_micro(model, name, config_dict=run_config(
         tmp_path, device="cpu", use_gpu=False, learning_rate=0.01, epochs=2, eval_step=1, seed=4))
-        for model in ("FREEDOM", "VBPR")}
+        for model in ("FREEDOM", "BM3")}
     model, seed, values = script.rescore(runs["FREEDOM"]["checkpoint"])
     assert (model, seed) == ("FREEDOM", 4)
     assert values["trained", "valid"] == runs["FREEDOM"]["best_valid_result"]["recall@20"]
     assert values["trained", "test"] == runs["FREEDOM"]["test_result"]["recall@20"]
     assert values["id part", "test"] != values["trained", "test"]
     with pytest.raises(SystemExit) as exit_:
-        script.main([runs["VBPR"]["checkpoint"]])
+        script.main([runs["BM3"]["checkpoint"]])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: VBPR checkpoints are not decomposed here; use a MICRO, LATTICE or FREEDOM checkpoint"]
+    assert err == ["error: config key 'untrained_item_ids' is 'content'; BM3's item scores have no content part apart "
+                   "from the ID embeddings: use 'keep' or 'zero'"]

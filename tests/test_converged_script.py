@@ -24,6 +24,14 @@ def test_unknown_job_is_one_line_listing_the_jobs(tmp_path):
     assert not (tmp_path / "runs").exists()  # refused before anything is written (no data needed either)
 
 
+def test_unknown_untrained_rule_is_one_line(tmp_path):
+    done = converged(tmp_path, "baby-cold", "untrained", UNTRAINED_RULE="keep")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: UNTRAINED_RULE is 'keep'; use zero or content (untrained_item_ids other than keep)"]
+    assert not (tmp_path / "runs").exists()
+
+
 def test_tuned_on_another_dataset_needs_that_search(tmp_path, shared_data):
     r"""With ``TUNED_ON=baby`` a cold-start job searches nothing: a missing Baby export stops it with one line
     before any training, naming the file to produce."""

@@ -123,7 +123,8 @@ def test_command_in_subprocess(trained, tmp_path):
 def test_untrained_items_scored_from_content_on_request(trained, capsys):
     """``--untrained_item_ids zero``: the top-k of the model whose untrained items' ID rows are zeros (here items
     marked untrained by hand: the synthetic catalogue has no cold item); ``keep`` and the default equal the plain
-    model; an ID-only model or an unknown rule is one line."""
+    model; ``content`` differs from both; an ID-only model, ``content`` for scores without a content part or an
+    unknown rule is one line."""
     root, checkpoint = trained
     loaded = load_data_and_model(checkpoint)
     model, dataset = loaded[1], loaded[2]
@@ -137,7 +138,13 @@ def test_untrained_items_scored_from_content_on_request(trained, capsys):
         model.item_embedding.weight[model.untrained_items] = 0.0
     model.clear_eval_cache()
     assert recommend(checkpoint, ["2", "5"], topk=10, loaded=loaded) == zero
-    with pytest.raises(ConfigError, match=r"untrained_item_ids is 'none'; use one of \['keep', 'zero'\]"):
+    content = recommend(checkpoint, ["2", "5"], topk=10, loaded=loaded, untrained_item_ids="content")
+    assert content not in (plain, zero)  # MICRO: h/‖h‖ alone, the item's own X_i still in its h
+    assert model.untrained_item_ids == "content"
+    model.content_part = None  # as a model whose scores have no content part (BM3, LGMRec)
+    with pytest.raises(ConfigError, match=r"'content'; MICRO's item scores have no content part"):
+        recommend(checkpoint, ["2"], loaded=loaded, untrained_item_ids="content")
+    with pytest.raises(ConfigError, match=r"untrained_item_ids is 'none'; use one of \['keep', 'zero', 'content'\]"):
         recommend(checkpoint, ["2"], loaded=loaded, untrained_item_ids="none")
     bpr = run_recbole_micro(model="BPR", dataset="syn", config_dict=run_config(root, epochs=1, eval_step=1))
     with pytest.raises(ConfigError, match="model BPR scores items by their ID embeddings only"):

@@ -168,6 +168,12 @@ class FREEDOM(MultimodalRecommender):
         users, items = out[: self.n_users], out[self.n_users :]
         return users, items + h, h
 
+    content_part = "h̃ = S·X_i over the frozen feature graph"
+
+    def scoring_content(self):
+        """(u, ī + h̃, h̃)."""
+        return self.forward()
+
     def projected_features(self, modality):
         r"""x̃^m = W_m e^m + b_m for all N rows."""
         return self.projections[modality](self.features[modality].weight)

@@ -152,18 +152,32 @@ class LGMRec(MultimodalRecommender):
         items = torch.cat([items[:1] * 0.0, items[1:]])  # [PAD] belongs to no hyperedge
         return self.drop(users), self.drop(items)
 
-    def forward(self):
-        r"""(users, items, {modality: (E_u^m, E_i^m)} of the hypergraph)."""
+    def embedding_parts(self):
+        r"""(E_c, Σ_m E_m/‖E_m‖, E_ghe/‖E_ghe‖, {modality: (E_u^m, E_i^m)} of the hypergraph), users then items."""
         collaborative = self.collaborative_embeddings()
-        local = collaborative + sum(F.normalize(self.modality_embeddings(m), p=2, dim=1) for m in self.modalities)
+        modal = sum(F.normalize(self.modality_embeddings(m), p=2, dim=1) for m in self.modalities)
         hyper = {}
         for m in self.modalities:
             user_hyper, item_hyper = self.hyperedge_dependencies(m)
             hyper[m] = graphs.hypergraph_propagate(item_hyper, user_hyper, collaborative[self.n_users :],
                                                    self.n_hyper_layer)
-        global_ = sum(torch.cat(hyper[m]) for m in self.modalities)
-        out = local + self.alpha * F.normalize(global_, p=2, dim=1)
+        global_ = F.normalize(sum(torch.cat(hyper[m]) for m in self.modalities), p=2, dim=1)
+        return collaborative, modal, global_, hyper
+
+    def forward(self):
+        r"""(users, items, {modality: (E_u^m, E_i^m)} of the hypergraph); E = E_c + Σ_m norm(E_m) + α norm(E_ghe)."""
+        collaborative, modal, global_, hyper = self.embedding_parts()
+        out = collaborative + modal + self.alpha * global_
         return out[: self.n_users], out[self.n_users :], hyper
+
+    content_part = "Σ_m E_m/‖E_m‖ + α E_ghe/‖E_ghe‖, all but the collaborative embedding E_c"
+
+    def scoring_content(self):
+        r"""(users, items, Σ_m norm(E_m) + α norm(E_ghe) of the items): E without E_c."""
+        collaborative, modal, global_, _ = self.embedding_parts()
+        out = collaborative + modal + self.alpha * global_
+        content = modal + self.alpha * global_
+        return out[: self.n_users], out[self.n_users :], content[self.n_users :]
 
     # ------------------------------------------------------------------ loss
     def hypergraph_contrastive(self, hyper, user, pos):

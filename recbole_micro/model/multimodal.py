@@ -148,6 +148,13 @@ class MultimodalGraphRecommender(MultimodalRecommender):
         users, items = self.backbone(self.user_embedding.weight, self.item_embedding.weight)
         return users, items + F.normalize(item_content, p=2, dim=1)
 
+    content_part = "h/‖h‖, the item-graph convolution of the ID embeddings"
+
+    def scoring_content(self):
+        r"""(u, ĩ, h/‖h‖): ``forward`` returns h last (MICRO the fused h, LATTICE A^L X_i)."""
+        outputs = self.forward()
+        return outputs[0], outputs[1], F.normalize(outputs[-1], p=2, dim=1)
+
     def pairwise_losses(self, interaction, users, items, reg_weight):
         r"""(L_BPR, L_emb) of a batch on the final embeddings (§7)."""
         u = users[interaction[self.USER_ID]]

@@ -12,7 +12,11 @@ r"""``MultimodalRecommender``: what every multimodal model of the plugin needs.
 * ``untrained_item_ids``: how items without a training interaction (cold items) are scored — ``keep``
   (every reference code) scores them with their ID embeddings as training left them (only ever pushed
   down as sampled negatives); ``zero`` reads those rows of ``item_id_tables()`` as zeros while the
-  evaluation embeddings are computed, so such items are scored from their content part alone.
+  evaluation embeddings are computed, so such items are scored from their content part alone (with the
+  item's own ID embedding read as zeros wherever the content part convolves it too); ``content`` scores
+  them from the content part of the item representation (``scoring_content``) as computed, which models
+  whose scores have such a part name in ``content_part`` (MICRO and LATTICE: h/‖h‖; FREEDOM: h̃; LGMRec:
+  everything but E_c; VBPR: its visual term, the same as ``zero``; BM3 has none).
 
 A subclass defines ``forward`` (returning the final ``(users, items, ...)`` first, or overriding
 ``scoring_embeddings``) and ``losses(interaction)`` (a tensor or a tuple of loss terms, named by
@@ -27,11 +31,14 @@ import torch
 import torch.nn as nn
 from recbole.model.abstract_recommender import GeneralRecommender
 
+from recbole_micro.errors import ConfigError
 from recbole_micro.model.validation import check_multimodal_config
 
 
 class MultimodalRecommender(GeneralRecommender):
     r"""Features, config checks, evaluation cache and scoring shared by the plugin's multimodal models."""
+
+    content_part = None  # the part of the item scores that comes from the features, named (``untrained_item_ids: content``)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -42,6 +49,7 @@ class MultimodalRecommender(GeneralRecommender):
         self.restore_item_e = None
         self.other_parameter_name = ["restore_user_e", "restore_item_e"]
         self.untrained_item_ids = config["untrained_item_ids"]
+        self.check_untrained_rule(self.untrained_item_ids)
         # the items (and [PAD]) without an interaction in the training split the model is built on
         per_item = np.asarray(dataset.inter_matrix(form="csr").sum(axis=0)).ravel()
         self.untrained_items = torch.from_numpy(np.flatnonzero(per_item == 0))  # CPU; moved where used
@@ -49,6 +57,12 @@ class MultimodalRecommender(GeneralRecommender):
     def check_config(self, config, dataset):
         """Validate the keys this model reads (one ``ConfigError`` naming key, value and fix)."""
         check_multimodal_config(config, dataset)
+
+    def check_untrained_rule(self, rule):
+        """``content`` needs a model whose item scores have a content part (``content_part``)."""
+        if rule == "content" and self.content_part is None:
+            raise ConfigError(f"config key 'untrained_item_ids' is 'content'; {type(self).__name__}'s item scores "
+                              f"have no content part apart from the ID embeddings: use 'keep' or 'zero'")
 
     # ------------------------------------------------------------------ features
     def feature_tensors(self, dataset, copy=False):
@@ -96,6 +110,11 @@ class MultimodalRecommender(GeneralRecommender):
         r"""The (users, items) embeddings whose inner products are the scores: ``forward()[:2]`` by default."""
         return self.forward()[:2]
 
+    def scoring_content(self):
+        r"""``(users, items, content)``: the scoring embeddings and the part of ``items`` that comes from the
+        item features (same shape), for models that name it in ``content_part``."""
+        raise NotImplementedError
+
     def item_id_tables(self):
         """The trained tables with one row per item id that ``untrained_item_ids: zero`` blanks: X_i."""
         return [self.item_embedding.weight]
@@ -121,7 +140,12 @@ class MultimodalRecommender(GeneralRecommender):
         ``untrained_item_ids`` says), cached until the next training step."""
         if self.restore_user_e is None or self.restore_item_e is None:
             with torch.no_grad(), self.untrained_ids_blanked():
-                users, items = self.scoring_embeddings()
+                if self.untrained_item_ids == "content":
+                    users, items, content = self.scoring_content()
+                    rows = self.untrained_items.to(items.device)
+                    items = items.index_copy(0, rows, content[rows])
+                else:
+                    users, items = self.scoring_embeddings()
             # plain tensors: a Parameter returned as is (VBPR's user factors) would be registered as one
             self.restore_user_e, self.restore_item_e = users.detach(), items.detach()
         return self.restore_user_e, self.restore_item_e

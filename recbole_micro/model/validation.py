@@ -19,7 +19,7 @@ from recbole_micro.model.losses import CONTRASTIVE_MODES, CONTRASTIVE_PRECISIONS
 
 
 #: How the multimodal models score items without a training interaction (multimodal_base.py).
-UNTRAINED_ITEM_IDS = ("keep", "zero")
+UNTRAINED_ITEM_IDS = ("keep", "zero", "content")
 
 
 def _require(ok, key, value, rule):

@@ -74,16 +74,28 @@ class VBPR(MultimodalRecommender):
         """γ_i, and β_i with ``item_bias``: what ``untrained_item_ids: zero`` blanks for cold items."""
         return [self.item_embedding] + ([self.bias] if self.item_bias else [])
 
+    content_part = "the visual term [0; E f_i + b] (and β'ᵀ f_i): the same as zero"
+
+    def item_matrix(self, gamma, beta):
+        """[γ; E f_i + b] and, with ``item_bias``, the column β + β'ᵀ f_i, from the ID parts ``gamma``, ``beta``."""
+        items = torch.cat([gamma, self.projection(self.item_features)], dim=1)
+        if self.item_bias:
+            items = torch.cat([items, (beta + self.visual_bias(self.item_features).squeeze(-1)).unsqueeze(-1)], dim=1)
+        return items
+
     def forward(self):
         r"""Users [γ_u; θ_u] (U × 2d) and items [γ_i; E f_i + b] (N × 2d), so that x̂_ui = ⟨u, i⟩; with
         ``item_bias`` one more column each: users 1, items β_i + β'ᵀ f_i."""
-        items = torch.cat([self.item_embedding, self.projection(self.item_features)], dim=1)
         users = self.user_embedding
         if self.item_bias:
-            bias = self.bias + self.visual_bias(self.item_features).squeeze(-1)
             users = torch.cat([users, users.new_ones(users.shape[0], 1)], dim=1)
-            items = torch.cat([items, bias.unsqueeze(-1)], dim=1)
-        return users, items
+        return users, self.item_matrix(self.item_embedding, self.bias if self.item_bias else None)
+
+    def scoring_content(self):
+        """(users, items, the items with γ_i and β_i zero)."""
+        users, items = self.forward()
+        beta = torch.zeros_like(self.bias) if self.item_bias else None
+        return users, items, self.item_matrix(torch.zeros_like(self.item_embedding), beta)
 
     def losses(self, interaction):
         r"""(L_BPR, reg_weight · R) of a batch; R on u, i⁺, i⁻ (and, with ``item_bias``, β_{i⁺}, β_{i⁻})."""
