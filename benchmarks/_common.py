@@ -225,3 +225,35 @@ def report(section, title, lines, write=True):
     print(text)
     if write:
         write_section(section, text)
+
+
+def rescore_rules(model_file, rules, apply, metric="recall@20"):
+    """``(model, seed, {(rule, split): metric})`` of the checkpoint ``model_file`` on its valid and test splits,
+    evaluated once per rule after ``apply(model, rule)`` (no gradient; the evaluation cache cleared each time)."""
+    from recbole_micro.quick_start import load_data_and_model
+    from recbole_micro.utils import get_trainer
+
+    config, net, _, _, valid_data, test_data = load_data_and_model(model_file)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    net.eval()
+    values = {}
+    with torch.no_grad():
+        for rule in rules:
+            apply(net, rule)
+            for split, data in (("valid", valid_data), ("test", test_data)):
+                net.clear_eval_cache()
+                values[rule, split] = trainer.evaluate(data, load_best_model=False)[metric]
+    return config["model"], config["seed"], values
+
+
+def checkpoints_command(doc, help_text, report, argv=None):
+    """The command line of a script over saved checkpoints: ``report(paths)``; usage errors and bad files are one
+    line (exit status 2)."""
+    from recbole_micro.cli_support import OneLineParser, exit_on_bad_input, quiet_library_notices
+
+    parser = OneLineParser(description=doc.split("\n\n")[0])
+    parser.add_argument("checkpoints", nargs="+", help=help_text)
+    args = parser.parse_args(argv)
+    quiet_library_notices()
+    exit_on_bad_input(report, args.checkpoints)
+    return 0

@@ -22,16 +22,18 @@ Post hoc, at the epoch early stopping chose for ``trained``. Prints one line per
 seed, rule, valid and test Recall@20.
 """
 
+import os
 import sys
 
-import torch
 import torch.nn.functional as F
 
-from recbole_micro import compat  # noqa: F401  (RecBole on today's numpy / pandas)
-from recbole_micro.cli_support import OneLineParser, exit_on_bad_input, quiet_library_notices
-from recbole_micro.model.multimodal import MultimodalGraphRecommender
-from recbole_micro.quick_start import load_data_and_model
-from recbole_micro.utils import get_trainer
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from recbole_micro import compat  # noqa: F401,E402  (RecBole on today's numpy / pandas)
+from recbole_micro.model.multimodal import MultimodalGraphRecommender  # noqa: E402
+
+from _common import checkpoints_command, rescore_rules  # noqa: E402
 
 RULES = ("trained", "id part", "content part", "content, unit norm", "content, as convolved")
 
@@ -59,17 +61,8 @@ def scored_by(net, rule):
 
 def rescore(model_file, metric="recall@20"):
     """``{(rule, split): metric}`` of the checkpoint ``model_file``, on valid and test."""
-    config, net, _, _, valid_data, test_data = load_data_and_model(model_file)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
-    net.eval()
-    values = {}
-    with torch.no_grad():
-        for rule in RULES:
-            net.scoring_embeddings = scored_by(net, rule)
-            for split, data in (("valid", valid_data), ("test", test_data)):
-                net.clear_eval_cache()
-                values[rule, split] = trainer.evaluate(data, load_best_model=False)[metric]
-    return config["model"], config["seed"], values
+    return rescore_rules(model_file, RULES, lambda net, rule: setattr(net, "scoring_embeddings", scored_by(net, rule)),
+                         metric)
 
 
 def report(checkpoints):
@@ -82,12 +75,7 @@ def report(checkpoints):
 
 
 def main(argv=None):
-    parser = OneLineParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoints", nargs="+", help="best-model checkpoints (.pth) of MICRO, LATTICE, FREEDOM, LGMRec or VBPR")
-    args = parser.parse_args(argv)
-    quiet_library_notices()
-    exit_on_bad_input(report, args.checkpoints)
-    return 0
+    return checkpoints_command(__doc__, "best-model checkpoints (.pth) of MICRO, LATTICE, FREEDOM, LGMRec or VBPR", report, argv)
 
 
 if __name__ == "__main__":
