@@ -7,7 +7,9 @@ Bad input ends with one line on stderr and exit status 2, never a traceback.
 
 import sys
 
-from recbole_micro.cli_support import OneLineParser, exit_on_bad_input, parse_overrides, quiet_library_notices
+from recbole_micro.cli_support import (
+    OneLineParser, exit_on_bad_input, interruption, parse_overrides, quiet_library_notices, sigterm_interrupts,
+)
 
 
 def _train(args, overrides):
@@ -16,8 +18,17 @@ def _train(args, overrides):
 
     sys.argv = [sys.argv[0]] + overrides  # RecBole's Config reads --key=value from sys.argv
     config_files = [f.strip() for f in args.config_files.split(",") if f.strip()] if args.config_files else None
-    result = run_recbole_micro(model=args.model, dataset=args.dataset, config_file_list=config_files,
-                               resume=args.resume)
+    try:
+        with sigterm_interrupts():
+            result = run_recbole_micro(model=args.model, dataset=args.dataset, config_file_list=config_files,
+                                       resume=args.resume)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: one line naming the resume point
+        code, word = interruption(stop)
+        resume_point = getattr(stop, "resume_point", None)
+        kept = (f"continue with --resume {resume_point}" if resume_point else
+                "no epoch had finished: nothing to resume")
+        print(f"\nrun_recbole_micro.py train: {word}; {kept}", file=sys.stderr)
+        sys.exit(code)
     print(f"\n{result['model']} on {result['dataset']} ({result['epochs_run']} epochs, "
           f"{result['seconds_per_epoch']:.2f} s/epoch); checkpoint {result['checkpoint']}")
     print(metrics_table(result))

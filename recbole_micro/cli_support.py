@@ -5,6 +5,7 @@ Used by ``cli.py`` (``run_recbole_micro.py``) and by the tools' scripts (``run_h
 """
 
 import argparse
+import contextlib
 import signal
 import sys
 import warnings
@@ -54,13 +55,14 @@ def exit_on_bad_input(action, *args):
         sys.exit(2)
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that a command's clean-up runs as for Ctrl-C."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a cluster scheduler's time limit), raised in the main thread as a KeyboardInterrupt, so
+    that every clean-up and resume record written for Ctrl-C is written for it too."""
 
 
-def run_interruptible(run, args, prog, kept):
-    """``run(args)`` of a command that writes files: Ctrl-C (exit 130) and SIGTERM (exit 143) end it with one
-    line, ``<prog> <command>: interrupted; <kept>``, after its own clean-up ran (``kept`` says what is left)."""
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """Inside the block SIGTERM raises ``Terminated`` in the main thread (elsewhere the default is kept)."""
     def terminate(signum, frame):
         raise Terminated()
 
@@ -69,13 +71,25 @@ def run_interruptible(run, args, prog, kept):
     except ValueError:  # not the main thread: keep the default
         previous = None
     try:
-        return run(args)
-    except KeyboardInterrupt:
-        print(f"{prog} {args.command}: interrupted; {kept}", file=sys.stderr)
-        return 130
-    except Terminated:
-        print(f"{prog} {args.command}: terminated (SIGTERM); {kept}", file=sys.stderr)
-        return 143
+        yield
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def interruption(stop):
+    """``(exit status, word)`` of a KeyboardInterrupt: SIGTERM's (143, "terminated (SIGTERM)") or Ctrl-C's
+    (130, "interrupted")."""
+    return (143, "terminated (SIGTERM)") if isinstance(stop, Terminated) else (130, "interrupted")
+
+
+def run_interruptible(run, args, prog, kept):
+    """``run(args)`` of a command that writes files: Ctrl-C (exit 130) and SIGTERM (exit 143) end it with one
+    line, ``<prog> <command>: interrupted; <kept>``, after its own clean-up ran (``kept`` says what is left)."""
+    try:
+        with sigterm_interrupts():
+            return run(args)
+    except KeyboardInterrupt as stop:
+        code, word = interruption(stop)
+        print(f"{prog} {args.command}: {word}; {kept}", file=sys.stderr)
+        return code

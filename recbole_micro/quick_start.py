@@ -177,9 +177,14 @@ def _fit_and_test(config, net, trainer, data, saved=True, resume=None, callback_
     start_epoch = trainer.start_epoch
     track, seen = _best_epoch_tracker(trainer, callback_fn)
     start = time.time()
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress, callback_fn=track
-    )
+    try:
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress, callback_fn=track
+        )
+    except KeyboardInterrupt as stop:  # the command line names the resume point
+        last = getattr(trainer, "last_checkpoint_file", None) if saved else None
+        stop.resume_point = last if last and os.path.isfile(last) else None
+        raise
     seconds = time.time() - start
     capture = PerUserValues(trainer, per_user) if per_user else contextlib.nullcontext()
     with capture:

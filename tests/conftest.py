@@ -42,6 +42,27 @@ def run_config(tmp_path, **overrides):
     return config
 
 
+def stopped_when_ready(argv, cwd, ready, signum, timeout=180):
+    """Run ``argv`` (a script and its arguments) in ``cwd``, send it ``signum`` once a file matching the glob
+    ``ready`` exists under ``cwd`` (a run's resume point), and return the finished ``CompletedProcess``."""
+    import glob
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    with subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        deadline = time.time() + timeout
+        while not glob.glob(os.path.join(str(cwd), ready)) and process.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert process.poll() is None, f"{argv} ended before {ready} appeared: {process.stderr.read()[-2000:]}"
+        time.sleep(0.5)  # inside the training loop
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
 @pytest.fixture
 def synthetic(tmp_path):
     """Factory: ``synthetic(name, **kw)`` writes a generated dataset under ``tmp_path``; returns its name."""

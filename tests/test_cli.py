@@ -4,6 +4,7 @@ layers (model yaml < dataset yaml < ``--config_files`` < ``--key=value``) read b
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import defaultdict
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, split_history as history
+from conftest import REPO, run_config, split_history as history, stopped_when_ready
 from recbole_micro.checkpoint import load_checkpoint
 from recbole_micro.cli import main as cli_main
 from recbole_micro.data.default import DEFAULT_DATASET
@@ -152,6 +153,27 @@ def test_resume_from_the_last_checkpoint_ends_where_the_uninterrupted_run_did(la
     assert resumed["best_valid_result"] == result["best_valid_result"]
     assert resumed["test_result"] == result["test_result"]
     assert "MICRO on syn (1 epochs, " in out.out
+
+
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"),
+                                                 (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_a_stopped_training_run_is_one_line_naming_its_resume_point(tmp_path, signum, code, word):
+    """Ctrl-C or SIGTERM while training: no traceback, exit status 128 + signal, one last line naming the resume
+    point; the command it gives continues the run to the end."""
+    make_synthetic_dataset(str(tmp_path), "syn", n_users=60, n_items=80, n_clusters=6, per_user=(5, 8))
+    overrides = [f"--{k}={v}" for k, v in run_config(tmp_path, epochs=100000, eval_step=1, stopping_step=100000,
+                                                      last_checkpoint_step=1).items()]
+    stopped = stopped_when_ready([SCRIPT, "--model", "BPR", "--dataset", "syn", *overrides], tmp_path,
+                                 "saved/*-last.pth", signum)
+    assert stopped.returncode == code and "Traceback" not in stopped.stderr
+    last_line = stopped.stderr.strip().splitlines()[-1]
+    (resume_point,) = [str(p) for p in (tmp_path / "saved").glob("*-last.pth")]
+    assert last_line == f"run_recbole_micro.py train: {word}; continue with --resume {resume_point}"
+    epoch = load_checkpoint(resume_point)["epoch"]
+    finished = run_script(tmp_path, "--model", "BPR", "--dataset", "syn", "--resume", resume_point,
+                          *[o for o in overrides if not o.startswith("--epochs=")], f"--epochs={epoch + 3}")
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert f"BPR on syn ({epoch + 3 - (epoch + 1)} epochs," in finished.stdout
 
 
 @pytest.mark.parametrize("argv, part", [

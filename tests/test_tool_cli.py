@@ -2,10 +2,11 @@
 sub-commands of ``run_recbole_micro.py``, chained as in the README (tune, then compare with --tuned)."""
 
 import os
+import signal
 import subprocess
 import sys
 
-from conftest import REPO, run_config
+from conftest import REPO, run_config, stopped_when_ready
 from recbole_micro.tools.export import load_export
 from recbole_micro.tools.results import load_results, model_runs
 
@@ -60,3 +61,36 @@ def test_tune_then_compare_through_the_scripts_and_sub_commands(tmp_path, synthe
     run(tmp_path, "run_compare.py", "--dataset", name, "--from-json", "--out", "res")
     assert (tmp_path / "res" / "syn.md").read_text() == page
 
+
+
+def long_run(tmp_path, saved):
+    """Overrides for a run that trains until stopped: tiny epochs, a resume point after every one, in ``saved``."""
+    return [f"--{k}={v}" for k, v in run_config(tmp_path, epochs=100000, eval_step=1, stopping_step=100000,
+                                                 last_checkpoint_step=1, checkpoint_dir=tmp_path / saved).items()]
+
+
+def test_sigterm_ends_a_search_and_a_comparison_as_ctrl_c_does(tmp_path, synthetic):
+    """SIGTERM (``kill``, a scheduler's time limit) while a trial or a compared run trains: exit status 143, one
+    last line naming what is kept and how to continue, no traceback, and the unfinished trial / run recorded as
+    ``interrupted`` with its resume point, as after Ctrl-C."""
+    name = synthetic("syn", **SMALL)
+    (tmp_path / "bpr.hyper").write_text("learning_rate choice [0.001, 0.01]\n")
+    tune = stopped_when_ready([str(REPO / "run_hyper.py"), "--model", "BPR", "--dataset", name, "--params_file",
+                               "bpr.hyper", "--output_file", "hyper/BPR-syn", *long_run(tmp_path, "saved")],
+                              tmp_path, "saved/*-last.pth", signal.SIGTERM)
+    assert tune.returncode == 143 and "Traceback" not in tune.stderr
+    assert tune.stderr.strip().splitlines()[-1] == (
+        "[tune] terminated (SIGTERM): the finished trials are kept in hyper/BPR-syn.json and hyper/BPR-syn.txt; "
+        "continue with the same command and --resume")
+    export = load_export(str(tmp_path / "hyper" / "BPR-syn.json"))
+    assert export["status"] == "interrupted"
+
+    compare = stopped_when_ready([str(REPO / "run_compare.py"), "--dataset", name, "--models", "BPR", "--seeds", "1",
+                                  "--out", "res", *long_run(tmp_path, "c")], tmp_path, "c/*-last.pth",
+                                 signal.SIGTERM)
+    assert compare.returncode == 143 and "Traceback" not in compare.stderr
+    assert compare.stderr.strip().splitlines()[-1] == (
+        "[compare] terminated (SIGTERM): finished runs are kept in res/syn.json; continue with the same command and "
+        "--resume")
+    (run,) = model_runs(load_results(str(tmp_path / "res" / "syn.json")), "BPR")
+    assert run["status"] == "interrupted" and os.path.isfile(run["checkpoint"].replace(".pth", "-last.pth"))

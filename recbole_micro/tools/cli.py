@@ -14,7 +14,7 @@ finished (exit status 130).
 import os
 import sys
 
-from recbole_micro.cli_support import OneLineParser, standalone
+from recbole_micro.cli_support import OneLineParser, interruption, sigterm_interrupts, standalone
 from recbole_micro.errors import ConfigError
 from recbole_micro.tools.files import command_line
 from recbole_micro.tools.space import shipped_spaces
@@ -75,12 +75,15 @@ def run_tune(args, overrides, prog="run_hyper.py", argv=None):
                    "verbose": args.ray_verbose}
     json_path, text_path = output_paths(args.output_file or default_output(args.model, args.dataset))
     try:
-        doc = tune_model(args.model, args.dataset, args.params_file, args.algo, args.max_evals, args.output_file,
-                         args.config_files, overrides, args.tool, args.early_stop, args.search_seed, ray_options,
-                         command_line(prog, argv), resume=args.resume)
-    except KeyboardInterrupt:
-        print(f"\n[tune] interrupted: the finished trials are kept in {json_path} and {text_path}", file=sys.stderr)
-        sys.exit(130)
+        with sigterm_interrupts():
+            doc = tune_model(args.model, args.dataset, args.params_file, args.algo, args.max_evals, args.output_file,
+                             args.config_files, overrides, args.tool, args.early_stop, args.search_seed, ray_options,
+                             command_line(prog, argv), resume=args.resume)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM
+        code, word = interruption(stop)
+        print(f"\n[tune] {word}: the finished trials are kept in {json_path} and {text_path}; continue with the same "
+              f"command and --resume", file=sys.stderr)
+        sys.exit(code)
     print()
     with open(text_path, encoding="utf-8") as f:
         print(f.read())
@@ -146,13 +149,15 @@ def run_compare(args, overrides, prog="run_compare.py", argv=None):
         print(f"[compare] wrote {md}" + (f" and {png}" if png else ""))
         return doc
     try:
-        doc = run_comparison(args.dataset, args.models, args.epochs, args.tuned, overrides, args.config_files,
-                             args.out, args.append, command_line(prog, argv), seeds=args.seeds, resume=args.resume,
-                             name=args.name)
-    except KeyboardInterrupt:
-        print(f"\n[compare] interrupted: finished runs are kept in {json_path(args.out, args.dataset)}; continue "
+        with sigterm_interrupts():
+            doc = run_comparison(args.dataset, args.models, args.epochs, args.tuned, overrides, args.config_files,
+                                 args.out, args.append, command_line(prog, argv), seeds=args.seeds,
+                                 resume=args.resume, name=args.name)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM
+        code, word = interruption(stop)
+        print(f"\n[compare] {word}: finished runs are kept in {json_path(args.out, args.dataset)}; continue "
               f"with the same command and --resume", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(code)
     print(f"[compare] wrote {os.path.join(args.out, args.dataset + '.md')}, .png and .json")
     return doc
 
