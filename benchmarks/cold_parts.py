@@ -19,12 +19,16 @@ rows as trained; ranking is over the cold items only, so only the cold rows matt
 * ``content, as convolved``: h before normalisation (MICRO, LATTICE; for the others the same as the content part).
 
 Post hoc, at the epoch early stopping chose for ``trained``. Prints one line per checkpoint and rule: model,
-seed, rule, valid and test Recall@20.
+seed, rule, valid and test Recall@20; then, per checkpoint, the geometry of the two parts over the cold and
+over the warm rows: mean length of the ID part and of the content part, mean cosine between them, and mean
+cosine between the ID part and the mean user embedding (negative: pushed away from users, as sampled
+negatives are).
 """
 
 import os
 import sys
 
+import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,19 +63,47 @@ def scored_by(net, rule):
     return scoring_embeddings
 
 
+def geometry(net):
+    """``{"cold" | "warm": (mean ‖id part‖, mean ‖content part‖, mean cos(id part, content part), mean cos(id part,
+    mean user))}`` over the untrained items ([PAD] aside) and over the trained ones."""
+    users, items, tables = parts(net)
+    id_part, content = tables["id part"], tables["content part"]
+    mean_user = users[1:].mean(0, keepdim=True)
+    warm = torch.ones(items.shape[0], dtype=torch.bool, device=items.device)
+    warm[net.untrained_items.to(items.device)] = False
+    cold = net.untrained_items[1:].to(items.device)
+    return {name: (id_part[rows].norm(dim=1).mean().item(), content[rows].norm(dim=1).mean().item(),
+                   F.cosine_similarity(id_part[rows], content[rows]).mean().item(),
+                   F.cosine_similarity(id_part[rows], mean_user).mean().item())
+            for name, rows in (("cold", cold), ("warm", warm))}
+
+
 def rescore(model_file, metric="recall@20"):
-    """``{(rule, split): metric}`` of the checkpoint ``model_file``, on valid and test."""
-    return rescore_rules(model_file, RULES, lambda net, rule: setattr(net, "scoring_embeddings", scored_by(net, rule)),
-                         metric)
+    """``(model, seed, {(rule, split): metric}, geometry)`` of the checkpoint ``model_file``, on valid and test."""
+    shapes = {}
+
+    def apply(net, rule):
+        if not shapes:
+            shapes.update(geometry(net))
+        net.scoring_embeddings = scored_by(net, rule)
+
+    return (*rescore_rules(model_file, RULES, apply, metric), shapes)
 
 
 def report(checkpoints):
     """One line per checkpoint and rule (a bad file: one ``error:`` line, exit status 2)."""
     print("model | seed | cold rows scored from | valid R@20 | test R@20")
+    shapes = []
     for path in checkpoints:
-        model, seed, values = rescore(path)
+        model, seed, values, shape = rescore(path)
+        shapes.append((model, seed, shape))
         for rule in RULES:
             print(f"{model} | {seed} | {rule} | {values[rule, 'valid']:.4f} | {values[rule, 'test']:.4f}", flush=True)
+    print("\nmodel | seed | rows | mean ‖id part‖ | mean ‖content part‖ | cos(id part, content part) | "
+          "cos(id part, mean user)")
+    for model, seed, shape in shapes:
+        for rows, numbers in shape.items():
+            print(f"{model} | {seed} | {rows} | " + " | ".join(f"{x:.3f}" for x in numbers))
 
 
 def main(argv=None):

@@ -427,6 +427,10 @@ def test_cold_rows_scored_from_each_part_of_the_item_representation(cold_data, t
     content_rule = model.eval_embeddings()[1]
     for rule, table in scored.items():
         assert torch.equal(table[warm], items[warm]), rule
+    with torch.no_grad():
+        shape = script.geometry(model)
+    if model_name != "FREEDOM":  # the content part h/‖h‖ has length 1 on every row
+        assert shape["cold"][1] == pytest.approx(1.0) and shape["warm"][1] == pytest.approx(1.0)
     assert torch.equal(scored["trained"], items)
     assert torch.equal(scored["content part"], content_rule)
     content = scored["content part"][cold]
@@ -450,8 +454,9 @@ def test_cold_parts_rescores_a_checkpoint_and_refuses_other_models(cold_data, tm
     runs = {model: run_recbole_micro(model, name, config_dict=run_config(
         tmp_path, device="cpu", use_gpu=False, learning_rate=0.01, epochs=2, eval_step=1, seed=4))
         for model in ("FREEDOM", "BM3")}
-    model, seed, values = script.rescore(runs["FREEDOM"]["checkpoint"])
+    model, seed, values, shape = script.rescore(runs["FREEDOM"]["checkpoint"])
     assert (model, seed) == ("FREEDOM", 4)
+    assert set(shape) == {"cold", "warm"} and all(len(v) == 4 and -1 <= v[2] <= 1 for v in shape.values())
     assert values["trained", "valid"] == runs["FREEDOM"]["best_valid_result"]["recall@20"]
     assert values["trained", "test"] == runs["FREEDOM"]["test_result"]["recall@20"]
     assert values["id part", "test"] != values["trained", "test"]
