@@ -72,6 +72,7 @@ class FREEDOM(MultimodalRecommender):
 
     input_type = InputType.PAIRWISE
     loss_names = ("bpr", "modal_bpr")
+    content_part = "h̃ = S·X_i over the frozen feature graph"
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)  # check_config, embedding_size, modalities, evaluation cache
@@ -167,8 +168,6 @@ class FREEDOM(MultimodalRecommender):
         out = graphs.mean_propagate(self.ui_graph(), ego, self.n_ui_layers)
         users, items = out[: self.n_users], out[self.n_users :]
         return users, items + h, h
-
-    content_part = "h̃ = S·X_i over the frozen feature graph"
 
     def scoring_content(self):
         """(u, ī + h̃, h̃)."""

@@ -74,6 +74,7 @@ class LGMRec(MultimodalRecommender):
 
     input_type = InputType.PAIRWISE
     loss_names = ("bpr", "hcl", "reg")
+    content_part = "Σ_m E_m/‖E_m‖ + α E_ghe/‖E_ghe‖, all but the collaborative embedding E_c"
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)  # check_config, embedding_size, modalities, evaluation cache
@@ -169,8 +170,6 @@ class LGMRec(MultimodalRecommender):
         collaborative, modal, global_, hyper = self.embedding_parts()
         out = collaborative + modal + self.alpha * global_
         return out[: self.n_users], out[self.n_users :], hyper
-
-    content_part = "Σ_m E_m/‖E_m‖ + α E_ghe/‖E_ghe‖, all but the collaborative embedding E_c"
 
     def scoring_content(self):
         r"""(users, items, Σ_m norm(E_m) + α norm(E_ghe) of the items): E without E_c."""

@@ -335,7 +335,7 @@ class LogSumExpScores(torch.autograd.Function):
             scores = (a @ z.t()).exp_()
         weights = scores.mul_((grad_output / ctx.total).unsqueeze(1))
         grad_a = weights @ z if ctx.needs_input_grad[0] else None
-        grad_z = (a.t() @ weights).t() if ctx.needs_input_grad[1] else None  # autograd's own form: 3x W.t() @ a here
+        grad_z = (a.t() @ weights).t() if ctx.needs_input_grad[1] else None  # autograd's own form; faster than W.t() @ a
         return grad_a, grad_z
 
 

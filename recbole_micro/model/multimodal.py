@@ -45,6 +45,7 @@ class MultimodalGraphRecommender(MultimodalRecommender):
     """
 
     input_type = InputType.PAIRWISE
+    content_part = "h/‖h‖, the item-graph convolution of the ID embeddings"
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)  # check_config, embedding_size, modalities, evaluation cache
@@ -147,8 +148,6 @@ class MultimodalGraphRecommender(MultimodalRecommender):
         r"""Final embeddings (Eq. 13): u = u_CF, ĩ = i_CF + h/‖h‖ with h = ``item_content`` (N×d)."""
         users, items = self.backbone(self.user_embedding.weight, self.item_embedding.weight)
         return users, items + F.normalize(item_content, p=2, dim=1)
-
-    content_part = "h/‖h‖, the item-graph convolution of the ID embeddings"
 
     def scoring_content(self):
         r"""(u, ĩ, h/‖h‖): ``forward`` returns h last (MICRO the fused h, LATTICE A^L X_i)."""

@@ -45,6 +45,7 @@ class VBPR(MultimodalRecommender):
 
     input_type = InputType.PAIRWISE
     loss_names = ("bpr", "reg")
+    content_part = "the visual term [0; E f_i + b] (and β'ᵀ f_i): the same as zero"
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -73,8 +74,6 @@ class VBPR(MultimodalRecommender):
     def item_id_tables(self):
         """γ_i, and β_i with ``item_bias``: what ``untrained_item_ids: zero`` blanks for cold items."""
         return [self.item_embedding] + ([self.bias] if self.item_bias else [])
-
-    content_part = "the visual term [0; E f_i + b] (and β'ᵀ f_i): the same as zero"
 
     def item_matrix(self, gamma, beta):
         """[γ; E f_i + b] and, with ``item_bias``, the column β + β'ᵀ f_i, from the ID parts ``gamma``, ``beta``."""
