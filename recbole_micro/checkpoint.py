@@ -189,10 +189,15 @@ def plain_numbers(result):
 
 def save_checkpoint(state, path):
     """Write ``state`` with pickle protocol 2 (weights-only loadable) via a temporary file, so an
-    interrupted save never leaves a truncated checkpoint in place."""
+    interrupted save never leaves a truncated checkpoint in place (nor the temporary file: Ctrl-C, SIGTERM)."""
     tmp = f"{path}.tmp"
-    torch.save(state, tmp, pickle_protocol=2)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp, pickle_protocol=2)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def last_checkpoint(checkpoint):

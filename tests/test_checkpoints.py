@@ -281,3 +281,23 @@ def test_cli_prints_non_finite_loss_as_one_line(trained):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: epoch ") and "loss term '" in lines[0], result.stderr
+
+
+def test_an_interrupted_save_keeps_the_previous_checkpoint_and_no_temporary_file(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM while a checkpoint is written: the file already in place is untouched and the partial
+    temporary file is removed."""
+    from recbole_micro import checkpoint as checkpoint_module
+
+    path = tmp_path / "run-last.pth"
+    checkpoint_module.save_checkpoint({"epoch": 3}, str(path))
+    before = path.read_bytes()
+
+    def torn(state, target, **kwargs):
+        with open(target, "wb") as f:
+            f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", torn)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint_module.save_checkpoint({"epoch": 4}, str(path))
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["run-last.pth"]
