@@ -122,3 +122,14 @@ def check(text, *parts):
     """Every one of ``parts`` is in ``text``."""
     for part in parts:
         assert part in text, (part, text)
+
+
+def assert_cli_error(result, *parts):
+    """A command line refused bad input: exit status 2, one ``error: `` line holding every one of ``parts``, no
+    traceback; returns the line."""
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    check(lines[0], *parts)
+    return lines[0]

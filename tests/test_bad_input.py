@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, check, message, run_config
+from conftest import REPO, assert_cli_error, check, message, run_config
 from recbole_micro.config import Config
 from recbole_micro.data.convert import ConversionError, check_dataset_name
 from recbole_micro.errors import ConfigError, DatasetNotFoundError, FeatureError
@@ -64,15 +64,6 @@ def load(tmp_path, name, model="MICRO", **overrides):
 def run_cli(*args, cwd=REPO):
     return subprocess.run([sys.executable, str(REPO / "run_recbole_micro.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=180)
-
-
-def assert_cli_error(result, *parts):
-    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    check(lines[0], *parts)
-    return lines[0]
 
 
 def cli_args(tmp_path, name, *extra):

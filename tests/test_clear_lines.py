@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, check, message, run_config, split_history, train_on_synthetic
+from conftest import REPO, assert_cli_error, check, message, run_config, split_history, train_on_synthetic
 from recbole_micro.checkpoint import last_checkpoint
 from recbole_micro.commands import recommend_action
 from recbole_micro.config import Config
@@ -44,15 +44,6 @@ def syn(synthetic):
 def run_cli(*args, script="run_recbole_micro.py"):
     return subprocess.run([sys.executable, str(REPO / script), *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
-
-
-def assert_cli_error(result, *parts):
-    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    check(lines[0], *parts)
-    return lines[0]
 
 
 # ------------------------------------------------------------------------------------------ 6. yaml tags
