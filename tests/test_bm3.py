@@ -268,27 +268,3 @@ def test_compare_and_tune_run_vbpr_and_bm3(tmp_path, synthetic):
                         overrides=run_config(tmp_path, epochs=1, eval_step=1))
     assert [t["status"] for t in export["trials"]] == ["ok", "ok"]
     assert sorted(t["params"]["dropout"] for t in export["trials"]) == [0.3, 0.5]
-
-
-# ------------------------------------------------------------------------------ the GPU path (emulated)
-@pytest.mark.parametrize("model", ["VBPR", "BM3"])
-def test_a_gpu_run_equals_the_cpu_run(tmp_path, synthetic, model):
-    """Under the emulated accelerator (``emulated_device.py``: a tensor left on the host fails as on CUDA),
-    train → best checkpoint → test → recommend runs and gives the plain CPU run's numbers to the bit."""
-    from emulated_device import emulated_accelerator
-    from recbole_micro.quick_start import run_recbole_micro
-    from recbole_micro.recommend import recommend
-
-    name = synthetic("syn", n_users=40, n_items=50, n_clusters=5, per_user=(6, 10), dims={"image": 12, "text": 6})
-
-    def run(folder):
-        config = run_config(tmp_path, checkpoint_dir=str(tmp_path / folder), epochs=3, eval_step=1, seed=5)
-        result = run_recbole_micro(model, name, config_dict=config, per_user=["recall@20"])
-        return result, recommend(result["checkpoint"], ["1", "8", "30"], topk=5)
-
-    host, host_top = run("host")
-    with emulated_accelerator():
-        device, device_top = run("device")
-    assert device["test_result"] == host["test_result"] and device["best_valid_result"] == host["best_valid_result"]
-    assert device["per_user"]["recall@20"].tolist() == host["per_user"]["recall@20"].tolist()
-    assert device_top == host_top

@@ -24,9 +24,9 @@ EPOCHS = 5
 TRAIN = dict(epochs=EPOCHS, eval_step=1, stopping_step=10, train_batch_size=128, seed=7)
 
 
-def run(root, name="syn", tag="run", **overrides):
+def run(root, name="syn", tag="run", model="MICRO", resume=None, **overrides):
     config = run_config(Path(root), checkpoint_dir=str(Path(root) / tag), **{**TRAIN, **overrides})
-    return run_recbole_micro(model="MICRO", dataset=name, config_dict=config)
+    return run_recbole_micro(model=model, dataset=name, config_dict=config, resume=resume)
 
 
 
@@ -143,13 +143,13 @@ def _spy_start_epoch(monkeypatch):
     return starts
 
 
-def _interrupted_run(root, tag, at_epoch):
+def _interrupted_run(root, tag, at_epoch, model="MICRO"):
     def stop(epoch_idx, valid_score):
         if epoch_idx == at_epoch:
             raise Interrupt
     config = run_config(Path(root), checkpoint_dir=str(Path(root) / tag), **TRAIN)
     with pytest.raises(Interrupt):
-        run_recbole_micro(model="MICRO", dataset="syn", config_dict=config, callback_fn=stop)
+        run_recbole_micro(model=model, dataset="syn", config_dict=config, callback_fn=stop)
     files = sorted(p for p in (Path(root) / tag).iterdir() if p.suffix == ".pth")
     assert len(files) == 2, files  # <model>-<time>.pth (best) and <model>-<time>-last.pth
     best, last = (files[1], files[0]) if files[0].name.endswith("-last.pth") else (files[0], files[1])
@@ -172,6 +172,20 @@ def test_resume_continues_and_matches_uninterrupted_run(trained, monkeypatch, wh
     # same seed, config and data: the interrupted-then-resumed run ends exactly where the uninterrupted one did
     assert resumed["best_valid_result"] == full["best_valid_result"]
     assert resumed["test_result"] == full["test_result"]
+
+
+@pytest.mark.parametrize("model", ["VBPR", "BM3", "FREEDOM", "LGMRec"])
+def test_each_multimodal_baseline_resumes_to_its_uninterrupted_run(trained, model):
+    """The converged jobs resume these models from ``-last.pth``: their random parts (BM3's dropout views,
+    FREEDOM's per-epoch pruning of the user–item graph, LGMRec's Gumbel noise and hyperedge dropout) must
+    continue the uninterrupted run's draws, so the resumed run ends on its numbers to the bit."""
+    root, _ = trained
+    full = run(root, tag=f"full-{model}", model=model)
+    _, last = _interrupted_run(root, f"cut-{model}", at_epoch=2, model=model)
+    assert load_checkpoint(last)["epoch"] == 1
+    resumed = run(root, tag=f"resumed-{model}", model=model, resume=str(last))
+    assert resumed["epochs_run"] == EPOCHS - 2
+    assert resumed["best_valid_result"] == full["best_valid_result"] and resumed["test_result"] == full["test_result"]
 
 
 # ------------------------------------------------------------------------------------------ refused files

@@ -3,7 +3,7 @@
 A tensor left on the wrong device fails here as it fails on CUDA, so the paths a GPU run takes are
 checked on every CPU machine: train → reload the best checkpoint → test → per-user values, resume,
 ``recommend``, the comparison and a tuning with trial checkpoints, for MICRO, LATTICE, BPR and
-LightGCN. Under emulation every result must equal the plain CPU run's to the bit (the values live on
+LightGCN, and train → test → ``recommend`` for VBPR, BM3, FREEDOM and LGMRec. Under emulation every result must equal the plain CPU run's to the bit (the values live on
 the CPU either way), so the mode changes where tensors are said to be, never what is computed.
 """
 
@@ -22,7 +22,7 @@ from recbole_micro.tools.results import model_runs
 from recbole_micro.tools.search import tune_model
 
 SMALL = dict(n_users=40, n_items=50, n_clusters=5, per_user=(6, 10), dims={"image": 12, "text": 6})
-MODELS = ["MICRO", "LATTICE", "BPR", "LightGCN"]
+MODELS = ["MICRO", "LATTICE", "BPR", "LightGCN", "VBPR", "BM3", "FREEDOM", "LGMRec"]
 TRAIN = dict(epochs=3, eval_step=1, stopping_step=10, seed=5)
 USERS = ["1", "8", "30"]
 PER_USER = ["recall@20", "ndcg@20"]
