@@ -229,7 +229,8 @@ def report(section, title, lines, write=True):
 
 def rescore_rules(model_file, rules, apply, metric="recall@20"):
     """``(model, seed, {(rule, split): metric})`` of the checkpoint ``model_file`` on its valid and test splits,
-    evaluated once per rule after ``apply(model, rule)`` (no gradient; the evaluation cache cleared each time)."""
+    evaluated once per rule after ``apply(model, rule, config)`` (no gradient; a plugin model's evaluation cache
+    cleared each time)."""
     from recbole_micro.quick_start import load_data_and_model
     from recbole_micro.utils import get_trainer
 
@@ -239,9 +240,9 @@ def rescore_rules(model_file, rules, apply, metric="recall@20"):
     values = {}
     with torch.no_grad():
         for rule in rules:
-            apply(net, rule)
+            apply(net, rule, config)
             for split, data in (("valid", valid_data), ("test", test_data)):
-                net.clear_eval_cache()
+                getattr(net, "clear_eval_cache", lambda: None)()  # RecBole's own models keep none across rules
                 values[rule, split] = trainer.evaluate(data, load_best_model=False)[metric]
     return config["model"], config["seed"], values
 

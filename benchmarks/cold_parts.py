@@ -82,7 +82,7 @@ def rescore(model_file, metric="recall@20"):
     """``(model, seed, {(rule, split): metric}, geometry)`` of the checkpoint ``model_file``, on valid and test."""
     shapes = {}
 
-    def apply(net, rule):
+    def apply(net, rule, _):
         if not shapes:
             shapes.update(geometry(net))
         net.scoring_embeddings = scored_by(net, rule)

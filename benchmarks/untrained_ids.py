@@ -25,7 +25,7 @@ RULES = ("keep", "zero")
 
 def rescore(model_file, metric="recall@20"):
     """``{(rule, split): metric}`` of the checkpoint ``model_file`` under each rule, on valid and test."""
-    return rescore_rules(model_file, RULES, lambda net, rule: setattr(net, "untrained_item_ids", rule), metric)
+    return rescore_rules(model_file, RULES, lambda net, rule, _: setattr(net, "untrained_item_ids", rule), metric)
 
 
 def main(argv=None):

@@ -4,6 +4,8 @@
   ids, numbers as Python floats) written atomically and read back with ``weights_only=True`` onto the
   CPU, refused when from another model, dataset or token numbering; a non-finite loss term stops
   training with its name and epoch, keeping the last good checkpoint.
+* ``TieBreakEvalMixin`` (``ties.py``) — equal scores in a full ranking are ranked in a random order, not by
+  item id (``tie_break``); ``CandidateEvalMixin`` (``evaluation.py``) — ``eval_candidates``.
 * ``ZeroGradMixin`` — ``zero_grad_set_to_none``: False (default) zeroes the gradients as torch 1.5, the
   reference's torch, did; True lets torch >= 2.0 set them to None (Adam then skips those parameters).
 * ``MultimodalTrainer`` — adds the reference learning-rate schedule lr·decay^(epoch/period)
@@ -27,6 +29,7 @@ from recbole_micro.config_data import config_to_data
 from recbole_micro.errors import CheckpointError, ConfigError, RecboleMicroError
 from recbole_micro.evaluation import CandidateEvalMixin
 from recbole_micro.progress import EpochProgress, batch_count, progress_every
+from recbole_micro.ties import TieBreakEvalMixin
 from recbole_micro.token_ids import check_identity, data_identity
 
 
@@ -238,7 +241,7 @@ class ZeroGradMixin:
         return optimizer
 
 
-class Trainer(ZeroGradMixin, CandidateEvalMixin, SafeCheckpointMixin, RecBoleTrainer):
+class Trainer(TieBreakEvalMixin, ZeroGradMixin, CandidateEvalMixin, SafeCheckpointMixin, RecBoleTrainer):
     """RecBole's ``Trainer`` with safe checkpoints (used for RecBole's general models)."""
 
 
@@ -250,7 +253,8 @@ def with_safe_checkpoints(trainer_class):
     if issubclass(trainer_class, SafeCheckpointMixin):
         return trainer_class
     if trainer_class not in _WRAPPED:
-        _WRAPPED[trainer_class] = type(trainer_class.__name__, (ZeroGradMixin, CandidateEvalMixin, SafeCheckpointMixin, trainer_class), {})
+        _WRAPPED[trainer_class] = type(trainer_class.__name__, (TieBreakEvalMixin, ZeroGradMixin, CandidateEvalMixin,
+                                                       SafeCheckpointMixin, trainer_class), {})
     return _WRAPPED[trainer_class]
 
 

@@ -133,3 +133,13 @@ def assert_cli_error(result, *parts):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     check(lines[0], *parts)
     return lines[0]
+
+
+def benchmark_script(name):
+    """The module ``benchmarks/<name>.py``, imported from its file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_config
+from conftest import benchmark_script, run_config
 from recbole_micro.data.__main__ import main as convert_main
 from recbole_micro.data.coldstart import cold_start_dataset, cold_start_split
 from recbole_micro.data.convert import ConversionError
@@ -368,18 +368,6 @@ def test_zero_changes_evaluation_only(cold_data, tmp_path):
         with emulated_accelerator():
             _, emulated, _, emulated_result = fit_and_test("MICRO", tmp_path, name, seed=3, untrained_item_ids=mode)
         assert emulated_result == runs[mode][1], mode
-
-
-def benchmark_script(name):
-    """The module ``benchmarks/<name>.py``, imported from its file."""
-    import importlib.util
-
-    from conftest import REPO
-
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
 
 
 def test_rescoring_a_checkpoint_under_each_rule(cold_data, tmp_path):

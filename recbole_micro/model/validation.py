@@ -13,9 +13,11 @@ from logging import getLogger
 import numpy as np
 
 from recbole_micro.errors import ConfigError, DatasetNotFoundError, FeatureError
+from recbole_micro.evaluation import eval_candidates_mode
 from recbole_micro.model.backbones import CF_MODELS, UI_NORMS
 from recbole_micro.model.graphs import NORM_TYPES
 from recbole_micro.model.losses import CONTRASTIVE_MODES, CONTRASTIVE_PRECISIONS
+from recbole_micro.ties import tie_break_mode
 
 
 #: How the multimodal models score items without a training interaction (multimodal_base.py).
@@ -39,9 +41,12 @@ def _require_positive(config, key, integer):
 
 def check_run(config, dataset):
     """Run-level checks for every model (BPR and LightGCN as much as MICRO), before RecBole splits the
-    data: ``learning_rate``, ``train_batch_size``, ``eval_batch_size`` and ``epochs`` > 0; no empty train, valid or
-    test split (``ConfigError`` / ``DatasetNotFoundError``); duplicate (user, item) rows and pairs shared
-    by the training and an evaluation split are logged once, with counts."""
+    data: ``learning_rate``, ``train_batch_size``, ``eval_batch_size`` and ``epochs`` > 0; ``eval_candidates``
+    and ``tie_break`` known; no empty train, valid or test split (``ConfigError`` / ``DatasetNotFoundError``);
+    duplicate (user, item) rows and pairs shared by the training and an evaluation split are logged once, with
+    counts."""
+    eval_candidates_mode(config)
+    tie_break_mode(config)
     _require_positive(config, "learning_rate", integer=False)
     for key in ("train_batch_size", "eval_batch_size", "epochs"):  # epochs 0 would test an untrained model
         _require_positive(config, key, integer=True)

@@ -27,7 +27,9 @@ CUTOFFS = (10, 20)
 SHORT = {"recall": "R", "ndcg": "N", "precision": "P"}
 PROTOCOL_KEYS = ("seed", "reproducibility", "epochs", "eval_step", "stopping_step", "train_batch_size",
                  "valid_metric", "metrics", "topk", "eval_args", "benchmark_filename", "train_neg_sample_args",
-                 "modalities", "test_mask_valid", "train_sampler", "eval_candidates")
+                 "modalities", "test_mask_valid", "train_sampler", "eval_candidates", "tie_break")
+# what a run that predates a recorded key did: before ``tie_break`` existed, RecBole's top-k ranked ties by item id
+UNRECORDED = {"tie_break": "index"}
 BABY_DATASETS = ("baby", "baby-cold")  # the shared data's Baby: real interactions, stand-in features
 TARGET = "MICRO"  # the model tested against every other one
 RATIO_BASELINES = ("LightGCN", "LATTICE")  # the ratios the headline line states (all baselines if none ran)
@@ -121,10 +123,14 @@ def _common_settings(runs):
     for key in PROTOCOL_KEYS:
         if key == "seed" and several:
             continue
+        def value(run):
+            recorded = (run.get("settings") or {}).get(key)
+            return UNRECORDED.get(key) if recorded is None else recorded
+
         values = {}
         for r in runs:
-            values.setdefault(row_name(r), (r.get("settings") or {}).get(key))
-        distinct = {json.dumps((r.get("settings") or {}).get(key), sort_keys=True) for r in runs}
+            values.setdefault(row_name(r), value(r))
+        distinct = {json.dumps(value(r), sort_keys=True) for r in runs}
         if len(distinct) == 1:
             common[key] = next(iter(values.values()))
         else:
@@ -410,6 +416,12 @@ def _candidates_text(value):
     return "all items"
 
 
+def _ties_text(value):
+    if value == "random":
+        return "in a random order drawn for each evaluation (`tie_break: random`, `recbole_micro/ties.py`)"
+    return "by item id (`tie_break: index`: RecBole's `torch.topk` order)"
+
+
 def _sampler_text(value):
     if value is None:
         return "RecBole's (one triple per training interaction; `train_sampler` not recorded by these runs)"
@@ -449,8 +461,9 @@ def _protocol_section(runs):
         "never looks at test).",
         f"- **Evaluation:** full ranking (`mode: {(common.get('eval_args') or {}).get('mode')}`) over "
         f"{setting('eval_candidates', _candidates_text)}, "
-        f"{setting('test_mask_valid', _mask_text)}; metrics {common.get('metrics')} at {common.get('topk')}, "
-        "averaged over users with at least one held-out item.",
+        f"{setting('test_mask_valid', _mask_text)}; equal scores ranked {setting('tie_break', _ties_text)}, "
+        "which changes no metric where no two scores tie; metrics "
+        f"{common.get('metrics')} at {common.get('topk')}, averaged over users with at least one held-out item.",
         "- **Metric definitions (RecBole):** Recall@K = |hits in top K| / |user's held-out items|; "
         "Precision@K = |hits in top K| / K; NDCG@K = DCG@K / IDCG@K with binary relevance, DCG@K = "
         "Σ_{hits at rank r ≤ K} 1/log2(r+1) and IDCG@K the DCG of min(K, |held-out items|) hits ranked first — "
