@@ -14,7 +14,7 @@ Config key ``tie_break``:
   scores: the score columns are permuted by a random permutation before the top-k (and the positives
   and returned item ids mapped through it), so the metrics of tied items are those of a random order.
   Where no two scores tie, every metric equals RecBole's to the bit (the top K, and their order, are
-  the same). The permutation is drawn from its own generator (the global random streams, hence training,
+  the same; ``collector.EvalCollector`` applies it). The permutation is drawn from its own generator (the global random streams, hence training,
   are untouched): seeded by ``seed`` and the epoch for each validation during training, so that a
   flat, fully tied validation curve varies as a random ranking does and early stopping ends it; by
   ``seed`` alone for every evaluation outside training (the test, and any checkpoint evaluated later).
@@ -27,8 +27,8 @@ sampled (``uni100``-style) evaluation is left as RecBole's.
 import numpy as np
 import torch
 from recbole.data.dataloader import FullSortEvalDataLoader
-from recbole.evaluator import Collector
 
+from recbole_micro.collector import EvalCollector
 from recbole_micro.errors import ConfigError
 
 TIE_BREAKS = ("random", "index")
@@ -51,36 +51,16 @@ def tie_order(n_items, seed, epoch=None):
     return torch.randperm(n_items, generator=generator)
 
 
-class TieBreakingCollector(Collector):
-    r"""RecBole's ``Collector``; with ``order`` set, the batch's score columns are taken in that order, so
-    the top-k breaks ties by a random rank instead of by item id."""
-
-    order = None  # LongTensor (n_items,) on the scores' device: column j of the permuted scores is item order[j]
-    position = None  # its inverse: item i sits in column position[i]
-
-    def set_order(self, order, device):
-        self.order = None if order is None else order.to(device)
-        self.position = None if order is None else torch.argsort(order).to(device)
-
-    def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
-        if self.order is None or scores_tensor.dim() != 2 or scores_tensor.shape[1] != self.order.numel():
-            return super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
-        items_before = len(self.data_struct["rec.items"]) if "rec.items" in self.data_struct else 0
-        super().eval_batch_collect(scores_tensor[:, self.order], interaction, positive_u, self.position[positive_i])
-        if "rec.items" in self.data_struct:  # top-k columns back to item ids
-            items = self.data_struct["rec.items"]
-            items[items_before:] = self.order[items[items_before:]]
-
-
 class TieBreakEvalMixin:
-    """Full-ranking evaluations break ties as ``tie_break`` says (see the module doc); mixed into every
-    plugin trainer before ``CandidateEvalMixin``, so the permutation applies to the candidate-masked scores."""
+    """Full-ranking evaluations break ties as ``tie_break`` says (see the module doc), through the plugin's
+    ``collector.EvalCollector`` (which also makes RecBole's item metrics work); mixed into every plugin trainer
+    before ``CandidateEvalMixin``, so the permutation applies to the candidate-masked scores."""
 
     _tie_epoch = None  # the epoch just trained while ``fit`` runs, else None
 
     def __init__(self, config, model):
         super().__init__(config, model)
-        self.eval_collector = TieBreakingCollector(config)
+        self.eval_collector = EvalCollector(config)
 
     def fit(self, train_data, valid_data=None, *args, **kwargs):
         try:

@@ -10,8 +10,10 @@ from recbole.evaluator import Collector
 from conftest import benchmark_script, run_config
 from recbole_micro.errors import ConfigError
 from recbole_micro.quick_start import build, run_recbole_micro
-from recbole_micro.ties import TieBreakingCollector, tie_order
+from recbole_micro.collector import EvalCollector
+from recbole_micro.ties import tie_order
 
+ITEM_METRICS = ["ItemCoverage", "AveragePopularity", "GiniIndex", "ShannonEntropy", "TailPercentage"]
 SMALL = dict(n_users=40, n_items=60, n_clusters=5, per_user=(6, 10), dims={"image": 12, "text": 6})
 
 
@@ -20,7 +22,7 @@ def _config(tmp_path, **overrides):
 
 
 def test_the_collector_ranks_the_permuted_columns_and_maps_items_back(tmp_path, synthetic):
-    """``TieBreakingCollector`` is RecBole's ``Collector`` run on the score columns in the drawn order, with the
+    """``EvalCollector`` is RecBole's ``Collector`` run on the score columns in the drawn order, with the
     positives moved to their columns and the returned top-k columns mapped back to item ids."""
     name = synthetic("syn", **SMALL)
     config, model, _, _ = build("BPR", name, config_dict=_config(tmp_path, metrics=["Recall", "NDCG", "ItemCoverage"]))
@@ -30,7 +32,7 @@ def test_the_collector_ranks_the_permuted_columns_and_maps_items_back(tmp_path, 
     positive_u = torch.tensor([0, 0, 1, 2, 3, 3, 3, 4, 5])
     positive_i = torch.tensor([1, 2, 7, 59, 3, 30, 44, 12, 5])
     order = tie_order(n_items, config["seed"])
-    ties, plain = TieBreakingCollector(config), Collector(config)
+    ties, plain = EvalCollector(config), Collector(config)
     ties.set_order(order, torch.device("cpu"))
     ties.eval_batch_collect(scores, None, positive_u, positive_i)
     plain.eval_batch_collect(scores[:, order], None, positive_u, torch.argsort(order)[positive_i])
@@ -46,15 +48,42 @@ def test_the_collector_ranks_the_permuted_columns_and_maps_items_back(tmp_path, 
 
 
 def test_without_ties_both_orders_give_the_same_metrics_to_the_bit(tmp_path, synthetic):
-    """Trained scores (no two equal): the top K and their order are the same, so every metric is."""
+    """Trained scores (no two equal): the top K and their order are the same, so every metric is — RecBole's
+    item metrics too (AveragePopularity reads the returned ids, mapped back from the permuted columns)."""
     name = synthetic("syn", **SMALL)
-    metrics = ["Recall", "NDCG", "Precision", "Hit", "MRR"]
+    metrics = ["Recall", "NDCG", "Precision", "Hit", "MRR"] + ITEM_METRICS
     runs = {mode: run_recbole_micro("LightGCN", name, config_dict=_config(
         tmp_path, checkpoint_dir=str(tmp_path / mode), tie_break=mode, metrics=metrics)) for mode in ("index", "random")}
     assert runs["random"]["test_result"] == runs["index"]["test_result"]
     assert runs["random"]["best_valid_result"] == runs["index"]["best_valid_result"]
     assert runs["random"]["best_valid_score"] == runs["index"]["best_valid_score"]
-    assert 0 < runs["random"]["test_result"]["recall@20"] < 1
+    result = runs["random"]["test_result"]
+    assert 0 < result["recall@20"] < 1 and 0 < result["itemcoverage@10"] <= 1 and result["averagepopularity@10"] > 1
+
+
+def test_recboles_item_metrics_evaluate_instead_of_failing(tmp_path, synthetic):
+    """RecBole 1.2.1's own collector moves every entry to the CPU, the training data's item counts too, and
+    stops; the plugin's hands those over as they are, and the item metrics come out as RecBole defines them."""
+    name = synthetic("syn", **SMALL)
+    config, model, trainer, (train_data, _, test_data) = build("BPR", name, config_dict=_config(
+        tmp_path, metrics=["Recall"] + ITEM_METRICS))
+    plain = Collector(config)
+    plain.data_collect(train_data)
+    with pytest.raises(AttributeError, match="'int' object has no attribute 'cpu'"):
+        plain.get_data_struct()
+    trainer.eval_collector.data_collect(train_data)  # as RecBole's fit does
+    result = trainer.evaluate(test_data, load_best_model=False)
+    # ItemCoverage@10 = distinct items in the users' top 10 / items (RecBole's definition), recomputed from BPR's
+    # own scores with each user's history masked
+    users = test_data.uid_list
+    with torch.no_grad():
+        scores = model.get_user_embedding(users) @ model.item_embedding.weight.T
+    for row, uid in enumerate(users.tolist()):
+        scores[row, test_data.uid2history_item[uid]] = -np.inf
+    scores[:, 0] = -np.inf
+    distinct = torch.unique(scores.topk(10, dim=1).indices).numel()
+    assert result["itemcoverage@10"] == round(distinct / train_data.dataset.item_num, 4)
+    assert 0 <= result["giniindex@10"] <= 1 and result["shannonentropy@10"] > 0 and result["averagepopularity@10"] > 1
 
 
 def test_ties_check_reads_a_checkpoint_under_both_orders(tmp_path, synthetic):
