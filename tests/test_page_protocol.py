@@ -31,3 +31,22 @@ def test_batch_size_and_negatives_that_differ_per_model_are_not_given_one_value(
     assert "1024" not in training and "?" not in training
     differing = next(line for line in text.splitlines() if line.startswith("- **Not identical across models:**"))
     assert "LATTICE 2048" in differing and "MICRO 1024" in differing and "LATTICE null" in differing
+
+
+def test_a_setting_that_differs_between_one_models_seeds_is_listed_with_its_seeds():
+    """Runs recorded before ``tie_break`` existed ranked ties by item id (``index``); a model whose later seeds ran
+    with ``random`` shows each value with its seeds, and the Evaluation line points to that list."""
+    doc = load_results(str(REPO / "results" / "baby.json"))
+    runs = model_runs(doc, "FREEDOM", "ok")
+    assert len(runs) == 3 and all("tie_break" not in r["settings"] for r in runs)
+    runs[2]["settings"]["tie_break"] = "random"
+    text = page.render_page(doc, "baby.png", out="results", data_dir=str(REPO / "results"))
+    evaluation = next(line for line in text.splitlines() if line.startswith("- **Evaluation:**"))
+    assert "equal scores ranked per model (`tie_break`, listed under *Not identical across models*)" in evaluation
+    differing = next(line for line in text.splitlines() if line.startswith("- **Not identical across models:**"))
+    seeds = [r["seed"] for r in runs]
+    assert (f'FREEDOM "index" (seeds {seeds[0]}, {seeds[1]}) / "random" (seed {seeds[2]})' in differing
+            and 'MICRO "index"' in differing)
+    runs[2]["settings"]["tie_break"] = "index"  # every run alike: one value in the Evaluation line
+    text = page.render_page(doc, "baby.png", out="results", data_dir=str(REPO / "results"))
+    assert "equal scores ranked by item id (`tie_break: index`" in text and "`tie_break`:" not in text

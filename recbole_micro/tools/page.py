@@ -127,15 +127,23 @@ def _common_settings(runs):
             recorded = (run.get("settings") or {}).get(key)
             return UNRECORDED.get(key) if recorded is None else recorded
 
-        values = {}
+        per_row, first = {}, {}  # row -> {value as JSON: [seeds]}; row -> its first run's value
         for r in runs:
-            values.setdefault(row_name(r), value(r))
+            first.setdefault(row_name(r), value(r))
+            per_row.setdefault(row_name(r), {}).setdefault(json.dumps(value(r), sort_keys=True), []).append(r["seed"])
+        values = {row: first[row] if len(seen) == 1 else
+                  _Seeds(" / ".join(f"{v} (seed{'s' if len(x) > 1 else ''} {', '.join(map(str, x))})"
+                                    for v, x in seen.items())) for row, seen in per_row.items()}
         distinct = {json.dumps(value(r), sort_keys=True) for r in runs}
         if len(distinct) == 1:
             common[key] = next(iter(values.values()))
         else:
             differing[key] = values
     return common, differing
+
+
+class _Seeds(str):
+    """A row whose runs differ in a setting: each value with its seeds, shown as it is (not as JSON)."""
 
 
 def _eval_every(common, runs):
@@ -472,7 +480,7 @@ def _protocol_section(runs):
     ]
     if differing:
         lines.append("- **Not identical across models:** " + "; ".join(
-            f"`{k}`: " + ", ".join(f"{m} {json.dumps(v)}" for m, v in values.items())
+            f"`{k}`: " + ", ".join(f"{m} {v if isinstance(v, _Seeds) else json.dumps(v)}" for m, v in values.items())
             for k, values in differing.items()) + ".")
     return lines + [""]
 
