@@ -230,7 +230,8 @@ def report(section, title, lines, write=True):
 def rescore_rules(model_file, rules, apply, metric="recall@20"):
     """``(model, seed, {(rule, split): metric})`` of the checkpoint ``model_file`` on its valid and test splits,
     evaluated once per rule after ``apply(model, rule, config)`` (no gradient; a plugin model's evaluation cache
-    cleared each time)."""
+    cleared and torch's random state reset to the seed before each evaluation, so draws made while scoring are
+    the same under every rule)."""
     from recbole_micro.quick_start import load_data_and_model
     from recbole_micro.utils import get_trainer
 
@@ -243,6 +244,7 @@ def rescore_rules(model_file, rules, apply, metric="recall@20"):
             apply(net, rule, config)
             for split, data in (("valid", valid_data), ("test", test_data)):
                 getattr(net, "clear_eval_cache", lambda: None)()  # RecBole's own models keep none across rules
+                torch.manual_seed(config["seed"])  # LGMRec draws Gumbel noise while scoring: the same draws per rule
                 values[rule, split] = trainer.evaluate(data, load_best_model=False)[metric]
     return config["model"], config["seed"], values
 
