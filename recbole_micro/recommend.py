@@ -1,16 +1,17 @@
 """Top-k recommendations from a saved model, by user token.
 
-Built on RecBole's ``full_sort_topk`` (scores of all items; ``[PAD]`` and the user's history masked to
-−inf) and the plugin's ``load_data_and_model`` (config, data and weights rebuilt from the checkpoint).
+Built on RecBole's ``full_sort_scores`` (scores of all items; ``[PAD]`` and the user's history masked to
+−inf; equal scores in the order ``tie_break`` says, ``ties.top_k``) and the plugin's ``load_data_and_model`` (config, data and weights rebuilt from the checkpoint).
 The history that is excluded is the training interactions (``exclude="train"``, the default: the
 validation loader's history) or training + validation (``exclude="train+valid"``: the test loader's).
 """
 
 import numpy as np
 import torch
-from recbole.utils.case_study import full_sort_topk
+from recbole.utils.case_study import full_sort_scores
 
 from recbole_micro.errors import CheckpointError, ConfigError, RecboleMicroError
+from recbole_micro.ties import tie_break_mode, tie_order, top_k
 
 EXCLUDE = ("train", "train+valid")
 
@@ -79,7 +80,9 @@ def recommend(checkpoint, users, topk=10, exclude="train", loaded=None, data_pat
     tokens, uids = resolve_users(dataset, users)
     loader = valid_data if exclude == "train" else test_data
     k = min(int(topk), dataset.item_num - 1)
-    scores, index = full_sort_topk(uids, model, loader, k, device=config["device"])
+    scores = full_sort_scores(uids, model, loader, device=config["device"])
+    order = tie_order(dataset.item_num, config["seed"]) if tie_break_mode(config) == "random" else None
+    scores, index = top_k(scores, k, order)
     scores, index = scores.cpu(), index.cpu()
     results = []
     for row, user in enumerate(tokens):

@@ -21,7 +21,8 @@ Config key ``tie_break``:
 * ``index`` — RecBole's order: equal scores by item id.
 
 Ranking metrics only (``rec.topk``, ``rec.items``, ``rec.meanrank``, which already averages ties);
-sampled (``uni100``-style) evaluation is left as RecBole's.
+sampled (``uni100``-style) evaluation is left as RecBole's. ``recommend`` follows the checkpoint's
+``tie_break`` too (``top_k``, the order drawn from the seed, as every evaluation outside training).
 """
 
 import numpy as np
@@ -49,6 +50,16 @@ def tie_order(n_items, seed, epoch=None):
     entropy = [_STREAM, abs(int(seed if seed is not None else 0)), 0 if epoch is None else int(epoch) + 1]
     generator = torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
     return torch.randperm(n_items, generator=generator)
+
+
+def top_k(scores, k, order=None):
+    r"""``(values, item ids)`` of the ``k`` best scores per row; equal scores in ``order`` (``tie_order``'s
+    permutation) instead of by item id when it is given."""
+    if order is None:
+        return torch.topk(scores, k)
+    order = order.to(scores.device)
+    values, columns = torch.topk(scores[:, order], k)
+    return values, order[columns]
 
 
 class TieBreakEvalMixin:

@@ -128,3 +128,32 @@ def test_an_unknown_tie_break_stops_before_training(tmp_path, synthetic):
         build("MICRO", name, config_dict=_config(tmp_path, tie_break="first"))
     assert str(info.value) == ("config key 'tie_break' is 'first'; use one of ['random', 'index'] (random: equal "
                                "scores in a random order; index: RecBole's order, by item id)")
+
+
+def test_recommend_ranks_tied_scores_in_the_checkpoints_order(tmp_path, synthetic):
+    """``recommend`` follows the checkpoint's ``tie_break``: with every score tied, ``random`` lists the items
+    the seed's permutation puts first (the top-k of the permuted columns, mapped back), ``index`` RecBole's."""
+    from recbole_micro.quick_start import load_data_and_model
+    from recbole_micro.recommend import recommend
+
+    name = synthetic("syn", **SMALL)
+    run = run_recbole_micro("BPR", name, config_dict=_config(tmp_path))
+    trained = recommend(run["checkpoint"], ["1", "8"], topk=5)
+    loaded = load_data_and_model(run["checkpoint"])
+    config, model, dataset = loaded[:3]
+    assert recommend(run["checkpoint"], ["1", "8"], topk=5, loaded=loaded) == trained  # no ties: as before
+    model.full_sort_predict = lambda interaction: torch.zeros(len(interaction[model.USER_ID]) * model.n_items)
+    listed = {}
+    for mode in ("random", "index"):
+        config["tie_break"] = mode
+        listed[mode] = [r["items"] for r in recommend(run["checkpoint"], ["1", "8"], topk=5, loaded=loaded)]
+    order = tie_order(model.n_items, config["seed"])
+    history = loaded[4].uid2history_item  # exclude="train": the validation loader's history
+    for row, token in enumerate(["1", "8"]):
+        scores = torch.zeros(model.n_items)
+        scores[history[int(dataset.token2id(dataset.uid_field, token))]] = -np.inf
+        scores[0] = -np.inf
+        expected = order[torch.topk(scores[order], 5).indices]
+        assert listed["random"][row] == [str(t) for t in dataset.id2token(dataset.iid_field, expected.numpy())]
+        assert listed["index"][row] == [str(t) for t in dataset.id2token(dataset.iid_field, torch.topk(scores, 5).indices.numpy())]
+    assert listed["random"] != listed["index"]
