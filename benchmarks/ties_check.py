@@ -35,12 +35,13 @@ def main(argv=None):
 
 def report(checkpoints):
     """One header line, then one line per checkpoint (a bad file: one ``error:`` line, exit status 2)."""
-    print("file model seed " + " ".join(f"{order}/{split}" for order in ORDERS for split in ("valid", "test")) + " same")
+    columns = " ".join(f"{order}/{split}" for order in ORDERS for split in ("valid", "test"))
+    print(f"file model seed {columns} same")
     for path in checkpoints:
         model, seed, values = rescore(path)
         same = all(values["index", split] == values["random", split] for split in ("valid", "test"))
-        print(os.path.basename(path), model, seed, " ".join(f"{values[order, split]:.4f}" for order in ORDERS for split in ("valid", "test")),
-              "yes" if same else "no", flush=True)
+        numbers = " ".join(f"{values[order, split]:.4f}" for order in ORDERS for split in ("valid", "test"))
+        print(os.path.basename(path), model, seed, numbers, "yes" if same else "no", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Top-k recommendations from a saved model, by user token.
 
 Built on RecBole's ``full_sort_scores`` (scores of all items; ``[PAD]`` and the user's history masked to
-−inf; equal scores in the order ``tie_break`` says, ``ties.top_k``) and the plugin's ``load_data_and_model`` (config, data and weights rebuilt from the checkpoint).
+−inf; equal scores in the order ``tie_break`` says, ``ties.top_k``) and the plugin's ``load_data_and_model``
+(config, data and weights rebuilt from the checkpoint).
 The history that is excluded is the training interactions (``exclude="train"``, the default: the
 validation loader's history) or training + validation (``exclude="train+valid"``: the test loader's).
 """

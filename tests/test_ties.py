@@ -53,7 +53,8 @@ def test_without_ties_both_orders_give_the_same_metrics_to_the_bit(tmp_path, syn
     name = synthetic("syn", **SMALL)
     metrics = ["Recall", "NDCG", "Precision", "Hit", "MRR"] + ITEM_METRICS
     runs = {mode: run_recbole_micro("LightGCN", name, config_dict=_config(
-        tmp_path, checkpoint_dir=str(tmp_path / mode), tie_break=mode, metrics=metrics)) for mode in ("index", "random")}
+        tmp_path, checkpoint_dir=str(tmp_path / mode), tie_break=mode, metrics=metrics))
+        for mode in ("index", "random")}
     assert runs["random"]["test_result"] == runs["index"]["test_result"]
     assert runs["random"]["best_valid_result"] == runs["index"]["best_valid_result"]
     assert runs["random"]["best_valid_score"] == runs["index"]["best_valid_score"]
@@ -155,5 +156,6 @@ def test_recommend_ranks_tied_scores_in_the_checkpoints_order(tmp_path, syntheti
         scores[0] = -np.inf
         expected = order[torch.topk(scores[order], 5).indices]
         assert listed["random"][row] == [str(t) for t in dataset.id2token(dataset.iid_field, expected.numpy())]
-        assert listed["index"][row] == [str(t) for t in dataset.id2token(dataset.iid_field, torch.topk(scores, 5).indices.numpy())]
+        by_id = torch.topk(scores, 5).indices
+        assert listed["index"][row] == [str(t) for t in dataset.id2token(dataset.iid_field, by_id.numpy())]
     assert listed["random"] != listed["index"]
