@@ -33,7 +33,8 @@ class EvalCollector(Collector):
         if self.order is None or scores_tensor.dim() != 2 or scores_tensor.shape[1] != self.order.numel():
             return super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
         items_before = len(self.data_struct["rec.items"]) if "rec.items" in self.data_struct else 0
-        columns = self.position[positive_i.to(self.position.device)].to(positive_i.device)  # where RecBole's positives live
+        # the positives' columns, on the device RecBole keeps its positives on
+        columns = self.position[positive_i.to(self.position.device)].to(positive_i.device)
         super().eval_batch_collect(scores_tensor[:, self.order], interaction, positive_u, columns)
         if "rec.items" in self.data_struct:  # top-k columns back to item ids
             items = self.data_struct["rec.items"]
