@@ -29,6 +29,10 @@
 #
 # MODELS="FREEDOM BM3" limits the baselines / mmbaselines / untrained job to those of its models (two jobs side by side
 # on different models use both cores).
+# SHARD=K/N splits each search of the job across N jobs (run_hyper.py --shard; exhaustive grids and LGMRec's random
+# draws): this job trains the K-th of every N points into $WORK/tuning/<Model>-DATASET-shardKofN.json and stops there
+# (no seed runs); start the N jobs side by side, then run the job again without SHARD: the whole search takes the
+# shards' trials over (--reuse), trains whatever no shard finished, and the seed runs follow.
 # TUNED_ON=baby (for DATASET baby-cold): take the tuned points of the Baby searches ($WORK/tuning/<Model>-baby.json,
 # which must exist) instead of searching again; the page notes that they were selected on another dataset.
 #
@@ -49,6 +53,16 @@ PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-"123 2020 7"}
 TUNED_ON=${TUNED_ON:-$DATASET}
 RULE=${UNTRAINED_RULE:-zero}
+SHARD=${SHARD:-}
+if [ -n "$SHARD" ] && ! { [[ $SHARD =~ ^([0-9]+)/([0-9]+)$ ]] && (( 1 <= BASH_REMATCH[1] && BASH_REMATCH[1] <= BASH_REMATCH[2] )); }; then
+  echo "error: SHARD is '$SHARD'; use K/N with 1 <= K <= N (job K of N splitting each search, e.g. 1/2)" >&2
+  exit 2
+fi
+if [ -n "$SHARD" ] && { [ "$TUNED_ON" != "$DATASET" ] || ! [[ $JOB =~ ^(baselines|mmbaselines|untrained)$ ]]; }; then
+  echo "error: SHARD splits the searches of the baselines, mmbaselines and untrained jobs on this dataset" \
+    "(JOB=$JOB, TUNED_ON=$TUNED_ON)" >&2
+  exit 2
+fi
 case $RULE in
   zero|content) ;;
   *) echo "error: UNTRAINED_RULE is '$RULE'; use zero or content (untrained_item_ids other than keep)" >&2; exit 2 ;;
@@ -83,8 +97,17 @@ compare() {  # compare SEED MODELS [overrides...]
 tune() {  # tune MODEL [search options...]: the model's search on validation (skipped with TUNED_ON=another)
   local model=$1; shift
   if [ "$TUNED_ON" = "$DATASET" ]; then
+    local stem=$TUNING/$model-$DATASET
+    if [ -n "$SHARD" ]; then  # this job's part of the search only
+      "$PY" run_hyper.py --model "$model" --dataset "$DATASET" "$@" --shard "$SHARD" \
+        --output_file "$stem-shard${SHARD/\//of}" --resume "${COMMON[@]}"
+      return
+    fi
+    local shards=() reuse=()
+    for export in "$stem"-shard*of*.json; do [ ! -f "$export" ] || shards+=("$export"); done
+    [ ${#shards[@]} = 0 ] || reuse=(--reuse "$(IFS=,; echo "${shards[*]}")")
     "$PY" run_hyper.py --model "$model" --dataset "$DATASET" "$@" \
-      --output_file "$TUNING/$model-$DATASET" --resume "${COMMON[@]}"
+      --output_file "$stem" --resume "${reuse[@]}" "${COMMON[@]}"
   elif [ ! -f "$TUNING/$model-$TUNED_ON.json" ]; then
     echo "error: TUNED_ON=$TUNED_ON but $TUNING/$model-$TUNED_ON.json does not exist: run that search first" >&2
     exit 2
@@ -95,6 +118,7 @@ case $JOB in
   baselines)
     for model in ${MODELS:-BPR LightGCN}; do
       tune "$model"
+      [ -z "$SHARD" ] || continue  # a shard job tunes only
       for seed in $SEEDS; do compare "$seed" "$model" --tuned "$TUNING/$model-$TUNED_ON.json"; done
     done ;;
   multimodal)
@@ -108,11 +132,12 @@ case $JOB in
       if [ "$model" = LGMRec ] && [ "${LGMREC_DRAWS:-0}" = 0 ]; then
         # the authors' own Baby point (their search; LGMRec.yaml's defaults): a random search of its 192-point
         # grid costs ~2 CPU hours per draw here (56 s per Baby epoch); LGMREC_DRAWS=16 runs one (on a GPU)
-        for seed in $SEEDS; do compare "$seed" "$model"; done
+        [ -n "$SHARD" ] || for seed in $SEEDS; do compare "$seed" "$model"; done
         continue
       fi
       search=(); [ "$model" != LGMRec ] || search=(--algo random --max_evals "$LGMREC_DRAWS")
       tune "$model" "${search[@]}"
+      [ -z "$SHARD" ] || continue  # a shard job tunes only
       for seed in $SEEDS; do compare "$seed" "$model" --tuned "$TUNING/$model-$TUNED_ON.json"; done
     done ;;
   untrained)
@@ -122,6 +147,7 @@ case $JOB in
         LGMRec) extra=() ;;
         *) tune "$model"; extra=(--tuned "$TUNING/$model-$TUNED_ON.json") ;;
       esac
+      [ -z "$SHARD" ] || continue  # a shard job tunes only
       for seed in $SEEDS; do
         compare "$seed" "$model" --name "$model-$RULE" --untrained_item_ids="$RULE" "${extra[@]}"
       done

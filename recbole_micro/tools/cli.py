@@ -50,6 +50,13 @@ def build_tune_parser(prog="run_hyper.py"):
     parser.add_argument("--config_files", default=None, help="yaml config files, comma- or space-separated")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the finished trials of an interrupted run of the same search (its export)")
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="train only the K-th of every N points the search proposes (exhaustive or random): N "
+                        "jobs, each with its own --output_file, split one search; then run the whole search with "
+                        "--reuse of their exports")
+    parser.add_argument("--reuse", default=None, metavar="JSON[,JSON...]",
+                        help="take over the finished trials of other exports of the same search (its shards) "
+                        "instead of training them again")
     parser.add_argument("--early_stop", type=int, default=0,
                         help="stop after N trials without improvement (hyperopt; default 0 = never)")
     parser.add_argument("--search_seed", type=int, default=2020,
@@ -78,7 +85,7 @@ def run_tune(args, overrides, prog="run_hyper.py", argv=None):
         with sigterm_interrupts():
             doc = tune_model(args.model, args.dataset, args.params_file, args.algo, args.max_evals, args.output_file,
                              args.config_files, overrides, args.tool, args.early_stop, args.search_seed, ray_options,
-                             command_line(prog, argv), resume=args.resume)
+                             command_line(prog, argv), resume=args.resume, shard=args.shard, reuse=args.reuse)
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM
         code, word = interruption(stop)
         print(f"\n[tune] {word}: the finished trials are kept in {json_path} and {text_path}; continue with the same "

@@ -49,6 +49,9 @@ def load_tuned(files):
     for path in files or []:
         doc = load_export(path)
         best = doc["best"]
+        if doc.get("shard"):  # its best is over part of the search only
+            raise ConfigError(f"{path}: the export of shard {doc['shard']} of a search; run the whole search with "
+                              f"run_hyper.py --reuse <every shard's .json> and pass its export")
         if not best:
             raise ConfigError(f"{path}: the tuning export has no finished trial to take parameters from")
         if doc["model"] in tuned:

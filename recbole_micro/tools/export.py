@@ -73,7 +73,8 @@ def export_text(doc):
     trials = doc["trials"]
     lines = [
         f"{doc.get('model')} on {doc.get('dataset')}: {doc.get('tool')} {doc.get('algo')} search over "
-        f"{doc.get('params_file')}",
+        f"{doc.get('params_file')}" + (f" — shard {doc['shard']} (this job's part of the proposals; a run of the "
+                                       f"whole search with --reuse takes them over)" if doc.get("shard") else ""),
         f"status: {doc.get('status')}, {len(trials)} trial(s); selection metric: {metric} on the validation "
         f"split ({'higher' if doc.get('valid_metric_bigger', True) else 'lower'} is better); test reported at "
         f"the best validation epoch",

@@ -5,10 +5,15 @@ validation split, then evaluated on test at its best validation epoch — so the
 validation* and only reports test (MMRec picks its "best" setting by test score; we do not). Each
 trial is recorded in the export (``export.TuningExport``) as it finishes; the space's values and every
 trial's parameters are typed against the model's configuration (``values.typed_params``) first.
+
+A seeded exhaustive or random search proposes the same points in the same order whatever the trials
+return, so N jobs can split it (``shard="K/N"``: the K-th of every N proposals, each job its own export)
+and a last run of the whole search takes their trials over (``reuse``) instead of training them again.
 """
 
 import json
 import os
+import re
 import sys
 import time
 
@@ -62,7 +67,7 @@ def _run_trial(base, params, config_files, known, checkpoint=None, resume=None, 
     return trial_entry(params, result, seconds=time.time() - start)
 
 
-def previous_trials(json_path, header):
+def previous_trials(json_path, header, option="--resume"):
     r"""``(finished trials, running trial or None)`` of an earlier run of the same search (``--resume``).
 
     The earlier export must be of the same model, dataset, space, fixed config and training seed: its
@@ -76,8 +81,8 @@ def previous_trials(json_path, header):
     doc = load_export(json_path)
     differ = [key for key in ("model", "dataset", "space", "fixed_config", "seed") if doc.get(key) != header.get(key)]
     if differ:
-        raise ConfigError(f"--resume: {json_path} is the export of another search ({', '.join(differ)} differ); "
-                          f"pass another --output_file or drop --resume to start this search afresh")
+        raise ConfigError(f"{option}: {json_path} is the export of another search ({', '.join(differ)} differ); "
+                          f"pass {'another --output_file or drop --resume to start this search afresh' if option == '--resume' else 'exports of this search only'}")
     running = doc.get("running")
     if not (isinstance(running, dict) and isinstance(running.get("params"), dict)
             and isinstance(running.get("checkpoint"), str)):
@@ -93,6 +98,40 @@ def _trial_checkpoint(base, model, number):
                                          f"{model}-trial{number}-{stamp}.pth"))
 
 
+def parse_shard(shard, algo="exhaustive", tool="hyperopt", early_stop=0):
+    r"""``(K, N)`` from ``"K/N"`` (1 ≤ K ≤ N), or None; one-line ``ConfigError`` where shards would not split
+    one search: Bayesian proposals (and the no-progress stop) depend on the trials' results, and Ray Tune
+    runs its own parallel trials."""
+    if shard is None or shard == "":
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(shard))
+    k, n = (int(match[1]), int(match[2])) if match else (0, 0)
+    if not 1 <= k <= n:
+        raise ConfigError(f"--shard must be K/N with 1 <= K <= N (job K of N splitting the search, e.g. 1/2), "
+                          f"got '{shard}'")
+    if tool != "hyperopt" or algo == "bayes" or early_stop:
+        what = ("--tool ray (run one Ray search instead)" if tool != "hyperopt" else "--algo bayes" if algo == "bayes"
+                else "--early_stop")
+        raise ConfigError(f"--shard splits an exhaustive or random hyperopt search, whose proposals do not depend "
+                          f"on the trials' results; not with {what}")
+    return k, n
+
+
+def reused_trials(paths, header):
+    r"""The finished trials of other exports of the same search (``reuse``: its shards, or a copy from another
+    machine), each checked as ``--resume`` checks the search's own export."""
+    if isinstance(paths, str):
+        paths = [p for p in paths.split(",") if p.strip()]
+    trials = []
+    for path in paths or []:
+        json_path = output_paths(path.strip())[0]
+        if not os.path.isfile(json_path):
+            raise ConfigError(f"--reuse: {json_path} does not exist; pass the .json exports of the same search "
+                              f"(e.g. its --shard jobs' --output_file)")
+        trials += previous_trials(json_path, header, option="--reuse")[0]
+    return trials
+
+
 def _reused(previous, params):
     """The earlier trial with exactly ``params`` (removed from ``previous``), or None."""
     for index, trial in enumerate(previous):
@@ -102,7 +141,7 @@ def _reused(previous, params):
 
 
 def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed, previous=(),
-                     running=None):
+                     running=None, shard=None):
     from hyperopt import STATUS_FAIL, STATUS_OK, Trials, fmin
     from hyperopt.exceptions import AllTrialsFailed
     from recbole.trainer import HyperTuning
@@ -113,12 +152,18 @@ def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, e
     unfinished = [running] if running else []
 
     class RecordingHyperTuning(HyperTuning):
-        """RecBole's HyperTuning whose trials are recorded in the export as they finish."""
+        """RecBole's HyperTuning whose trials are recorded in the export as they finish (with ``shard``
+        ``(K, N)``: the K-th of every N proposals; the others are another job's and count as failed here)."""
+
+        proposals = 0
 
         def trial(self, params):
+            self.proposals += 1
+            if shard and (self.proposals - 1) % shard[1] != shard[0] - 1:
+                return {"status": STATUS_FAIL, "loss": 1e30}
             earlier = _reused(reusable, typed_params(plain(params), known, "trial parameters"))
             if earlier is not None:
-                earlier["reused"] = True  # finished by an earlier, interrupted run of this search
+                earlier["reused"] = True  # finished by an earlier run of this search (--resume) or a shard (--reuse)
                 entry = export.add(earlier)
             else:
                 typed = typed_params(plain(params), known, "trial parameters")
@@ -130,11 +175,11 @@ def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, e
                           f"{resume or 'the start (no checkpoint was written)'}", flush=True)
                 checkpoint = checkpoint or _trial_checkpoint(base, base["model"], len(export.trials) + 1)
                 export.start(typed, checkpoint)
-                progress = validation_lines(f"[tune] trial {len(export.trials) + 1}/{self.max_evals} "
+                progress = validation_lines(f"[tune] trial {len(export.trials) + 1}/{self.shard_total} "
                                             f"{params_text(typed)}", metric)
                 entry = export.add(_run_trial(base, params, self.fixed_config_file_list, known, checkpoint, resume,
                                               progress))
-            _announce(entry, self.max_evals, metric)
+            _announce(entry, self.shard_total, metric)
             if entry["status"] != "ok":
                 return {"status": STATUS_FAIL, "loss": 1e30}
             score = entry["best_valid_score"]
@@ -147,6 +192,7 @@ def _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, e
     if algo == "exhaustive" and max_evals:
         tuner.max_evals = min(int(tuner.max_evals), max_evals)
     export.doc["max_evals"] = int(tuner.max_evals)
+    tuner.shard_total = len(range(shard[0] - 1, int(tuner.max_evals), shard[1])) if shard else int(tuner.max_evals)
     export.write()
     # RecBole's HyperTuning.run, without its progress bar, and with the no-progress stop only when asked
     # for (it would cut an exhaustive grid short). hyperopt 0.2.5 looks the best trial up even with
@@ -241,12 +287,15 @@ def _ray_search(export, spec, base, config_files, known, algo, max_evals, ray_op
 
 def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=None, output_file=None,
                config_files=None, overrides=None, tool="hyperopt", early_stop=0, seed=2020,
-               ray_options=None, command=None, resume=False):
+               ray_options=None, command=None, resume=False, shard=None, reuse=()):
     r"""Search ``params_file`` for ``model`` on ``dataset``; returns the export document.
 
     ``resume`` (hyperopt): the finished trials of an interrupted run of the same search, found in its
     export, are reused instead of trained again; with a seeded search the proposals are the same, so
-    the resumed search ends with the export of an uninterrupted one.
+    the resumed search ends with the export of an uninterrupted one. ``shard`` ``"K/N"`` (exhaustive or
+    random): train only the K-th of every N proposals, so N jobs with their own exports split the search;
+    ``reuse``: exports of the same search (e.g. those shards) whose finished trials are taken over as
+    ``resume`` takes its own, so a last run without ``shard`` writes the whole search's export.
 
     ``overrides`` (``--key=value`` strings or a dict) apply to every trial; the searched parameters take
     precedence over them. The export is rewritten after each trial; on KeyboardInterrupt it is written
@@ -256,6 +305,9 @@ def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=No
         raise ConfigError(f"--algo must be one of {', '.join(ALGOS)}, got '{algo}'")
     if tool not in TOOLS:
         raise ConfigError(f"--tool must be hyperopt or ray, got '{tool}'")
+    shard = parse_shard(shard, algo, tool, early_stop)
+    if reuse and tool == "ray":
+        raise ConfigError("--reuse works with --tool hyperopt only (Ray Tune keeps its own experiment state)")
     if tool == "ray" and not raytune.available():  # before anything is read or written
         raise raytune.RayNotInstalled(raytune.missing_message())
     params_path = find_params_file(params_file or model)
@@ -284,10 +336,13 @@ def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=No
         "config_files": config_files, "seed": config["seed"], "epochs": config["epochs"],
         "command": command or "", "started": now(),
     }
+    if shard:
+        header["shard"] = f"{shard[0]}/{shard[1]}"
     if resume and tool == "ray":
         raise ConfigError("--resume works with --tool hyperopt only (Ray Tune keeps its own experiment state)")
     previous, running = (previous_trials(output_paths(output_file or default_output(model, dataset))[0], header)
                          if resume else ([], None))
+    previous += reused_trials(reuse, header)
     if running:  # the export names the unfinished trial's checkpoint: it must be where this search writes
         running["checkpoint"] = check_run_checkpoint(running["checkpoint"], base["checkpoint_dir"],
                                                      f"tuning export {output_paths(output_file or default_output(model, dataset))[0]}")
@@ -303,7 +358,7 @@ def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=No
             _ray_search(export, spec, base, config_files, known, algo, max_evals, options)
         else:
             _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed, previous,
-                             running)
+                             running, shard)
     except KeyboardInterrupt:
         export.finish("interrupted")
         raise

@@ -1,0 +1,147 @@
+"""Splitting one search across jobs: ``--shard K/N`` trains the K-th of every N proposals into its own
+export, ``--reuse`` takes the shards' trials over, and the whole search's export then equals the export
+of one uninterrupted search."""
+
+import pytest
+
+from conftest import run_config
+from recbole_micro.errors import ConfigError
+from recbole_micro.tools import search
+from recbole_micro.tools.cli import tune_main
+from recbole_micro.tools.compare import load_tuned
+from recbole_micro.tools.export import load_export
+from recbole_micro.tools.search import tune_model
+
+SMALL = dict(n_users=80, n_items=100, n_clusters=8, per_user=(6, 10))
+RATES = [0.0005, 0.001, 0.005, 0.01, 0.05]
+
+
+def grid(tmp_path):
+    path = tmp_path / "grid.hyper"
+    path.write_text(f"learning_rate choice {RATES}\nweight_decay choice [0.0, 0.001]\n")
+    return str(path)
+
+
+def scored(calls):
+    """An objective without training whose score is a function of the parameters; records its calls."""
+
+    def objective(config_dict, config_file_list=None, saved=True, **checkpointing):
+        calls.append((config_dict["learning_rate"], config_dict["weight_decay"]))
+        valid = RATES.index(config_dict["learning_rate"]) / 10 + config_dict["weight_decay"] * 7
+        return {"best_valid_score": valid, "best_valid_result": {"recall@20": valid},
+                "test_result": {"recall@20": 1 - valid}, "epochs_run": 1, "best_epoch": 0}
+
+    return objective
+
+
+def argv_of(name, space, out, tmp_path, *extra):
+    argv = ["--model", "BPR", "--dataset", name, "--params_file", space, "--output_file", str(out), *extra]
+    return argv + [f"--{k}={v}" for k, v in run_config(tmp_path, epochs=2, eval_step=1).items()]
+
+
+def points(doc):
+    return [(t["params"]["learning_rate"], t["params"]["weight_decay"]) for t in doc["trials"]]
+
+
+@pytest.mark.parametrize("algo, jobs", [("exhaustive", 2), ("exhaustive", 3), ("random", 2)])
+def test_shards_split_the_search_and_reuse_ends_like_one_search(tmp_path, synthetic, monkeypatch, algo, jobs):
+    name = synthetic("syn", **SMALL)
+    space = grid(tmp_path)
+    algo_args = ["--algo", algo] + (["--max_evals", "7"] if algo == "random" else [])
+    calls = []
+    monkeypatch.setattr(search, "objective_function", scored(calls))
+
+    tune_main(argv_of(name, space, tmp_path / "one", tmp_path, *algo_args))
+    one = load_export(str(tmp_path / "one.json"))
+    proposals = points(one)
+    assert len(proposals) == (10 if algo == "exhaustive" else 7)
+
+    shards = []
+    for k in range(1, jobs + 1):
+        calls.clear()
+        out = tmp_path / f"shard{k}"
+        tune_main(argv_of(name, space, out, tmp_path, *algo_args, "--shard", f"{k}/{jobs}"))
+        doc = load_export(str(out) + ".json")
+        # job k trains the k-th of every `jobs` proposals of the one search, in its order, and nothing else
+        assert points(doc) == proposals[k - 1::jobs] == calls
+        assert doc["shard"] == f"{k}/{jobs}" and doc["status"] == "finished"
+        assert f"shard {k}/{jobs}" in (tmp_path / f"shard{k}.txt").read_text().splitlines()[0]
+        shards.append(str(out) + ".json")
+
+    calls.clear()
+    tune_main(argv_of(name, space, tmp_path / "whole", tmp_path, *algo_args, "--reuse", ",".join(shards)))
+    whole = load_export(str(tmp_path / "whole.json"))
+    assert calls == []  # every trial came from a shard
+    assert points(whole) == proposals
+    assert [t["best_valid_score"] for t in whole["trials"]] == [t["best_valid_score"] for t in one["trials"]]
+    assert all(t.get("reused") for t in whole["trials"]) and "shard" not in whole
+    assert whole["best"]["params"] == one["best"]["params"] and whole["best"]["trial"] == one["best"]["trial"]
+    assert load_tuned(str(tmp_path / "whole.json"))["BPR"]["params"] == one["best"]["params"]
+
+
+def test_whole_search_trains_what_no_shard_finished(tmp_path, synthetic, monkeypatch):
+    """One of two shards ran: the whole search takes its trials over and trains only the rest."""
+    name = synthetic("syn", **SMALL)
+    space = grid(tmp_path)
+    calls = []
+    monkeypatch.setattr(search, "objective_function", scored(calls))
+    tune_main(argv_of(name, space, tmp_path / "shard2", tmp_path, "--shard", "2/2"))
+    done = list(calls)
+    calls.clear()
+    tune_main(argv_of(name, space, tmp_path / "whole", tmp_path, "--reuse", str(tmp_path / "shard2.json")))
+    whole = load_export(str(tmp_path / "whole.json"))
+    assert sorted(calls + done) == sorted(points(whole)) and len(points(whole)) == 10
+    assert not set(calls) & set(done)
+    assert [bool(t.get("reused")) for t in whole["trials"]] == [i % 2 == 1 for i in range(10)]
+
+
+def test_shard_trials_train_as_in_the_one_search(tmp_path, synthetic):
+    """Real training (BPR, 2 epochs): a shard's trial equals the same trial of the unsplit search."""
+    name = synthetic("syn", **SMALL)
+    space = tmp_path / "two.hyper"
+    space.write_text("learning_rate choice [0.001, 0.05]\n")
+    fixed = run_config(tmp_path, epochs=2, eval_step=1)
+    one = tune_model("BPR", name, str(space), output_file=str(tmp_path / "one"), overrides=fixed)
+    parts = [tune_model("BPR", name, str(space), output_file=str(tmp_path / f"s{k}"), overrides=fixed,
+                        shard=f"{k}/2") for k in (1, 2)]
+    assert [p["trials"][0]["params"] for p in parts] == [t["params"] for t in one["trials"]]
+    for part, trial in zip(parts, one["trials"]):
+        assert part["trials"][0]["valid"] == trial["valid"] and part["trials"][0]["test"] == trial["test"]
+    whole = tune_model("BPR", name, str(space), output_file=str(tmp_path / "whole"), overrides=fixed,
+                       reuse=[str(tmp_path / "s1.json"), str(tmp_path / "s2.json")])
+    assert whole["best"]["params"] == one["best"]["params"]
+    assert whole["best"]["best_valid_score"] == one["best"]["best_valid_score"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--shard", "3/2"], "--shard must be K/N with 1 <= K <= N"),
+    (["--shard", "0/2"], "--shard must be K/N with 1 <= K <= N"),
+    (["--shard", "half"], "got 'half'"),
+    (["--shard", "1/2", "--algo", "bayes"], "not with --algo bayes"),
+    (["--shard", "1/2", "--early_stop", "3"], "not with --early_stop"),
+    (["--shard", "1/2", "--tool", "ray"], "not with --tool ray"),
+    (["--reuse", "nowhere.json"], "--reuse: nowhere.json does not exist"),
+])
+def test_bad_shard_or_reuse_is_one_line_before_any_trial(tmp_path, synthetic, monkeypatch, capsys, extra, message):
+    name = synthetic("syn", **SMALL)
+    calls = []
+    monkeypatch.setattr(search, "objective_function", scored(calls))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        tune_main(argv_of(name, grid(tmp_path), tmp_path / "out", tmp_path, *extra))
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and calls == []
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_reuse_refuses_another_search_and_tuned_refuses_a_shard(tmp_path, synthetic, monkeypatch):
+    name = synthetic("syn", **SMALL)
+    space = grid(tmp_path)
+    monkeypatch.setattr(search, "objective_function", scored([]))
+    tune_main(argv_of(name, space, tmp_path / "shard1", tmp_path, "--shard", "1/2"))
+    with pytest.raises(ConfigError, match=r"--reuse: .*shard1.json is the export of another search \(.*seed differ\)"):
+        tune_model("BPR", name, space, output_file=str(tmp_path / "other"),
+                   overrides=dict(run_config(tmp_path, epochs=2, eval_step=1), seed=7), reuse=str(tmp_path / "shard1.json"))
+    with pytest.raises(ConfigError, match="shard 1/2 of a search; run the whole search with run_hyper.py --reuse"):
+        load_tuned(str(tmp_path / "shard1.json"))
