@@ -145,3 +145,29 @@ def test_reuse_refuses_another_search_and_tuned_refuses_a_shard(tmp_path, synthe
                    overrides=dict(run_config(tmp_path, epochs=2, eval_step=1), seed=7), reuse=str(tmp_path / "shard1.json"))
     with pytest.raises(ConfigError, match="shard 1/2 of a search; run the whole search with run_hyper.py --reuse"):
         load_tuned(str(tmp_path / "shard1.json"))
+
+
+def test_a_second_search_into_the_same_export_is_refused_while_the_first_runs(tmp_path, synthetic, monkeypatch,
+                                                                              capsys):
+    """Two jobs on one export would train the same trials and overwrite each other's record: the second stops
+    with one line before it reads or writes anything; the claim is gone when the first ends."""
+    from recbole_micro.tools.files import claimed
+
+    name = synthetic("syn", **SMALL)
+    calls = []
+    monkeypatch.setattr(search, "objective_function", scored(calls))
+    out = tmp_path / "LightGCN-syn"
+    argv = argv_of(name, grid(tmp_path), out, tmp_path, "--resume")
+    with claimed(str(out) + ".json", "held by the first job"):  # the first job, mid-search
+        with pytest.raises(SystemExit) as stop:
+            tune_main(argv)
+        assert stop.value.code == 2 and calls == [] and not (tmp_path / "LightGCN-syn.json").exists()
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"error: another search is writing {out}.json (its run_hyper.py is still running); wait for it to end, "
+            f"or pass another --output_file"]
+        # a shard of the same search writes its own export: not blocked
+        tune_main(argv_of(name, grid(tmp_path), tmp_path / "shard1", tmp_path, "--shard", "1/2"))
+        assert len(calls) == 5
+    tune_main(argv)
+    assert len(load_export(str(out) + ".json")["trials"]) == 10
+    assert sorted(p.name for p in tmp_path.glob("*.lock")) == []

@@ -5,6 +5,8 @@ import datetime
 import os
 import shlex
 
+from recbole_micro.errors import ConfigError
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; jobs sharing a file must then run one at a time
@@ -42,6 +44,38 @@ def locked(path):
         yield
     finally:
         os.close(handle)  # closing the last descriptor releases the lock
+
+
+@contextlib.contextmanager
+def claimed(path, busy_message):
+    r"""Hold ``<path>.lock`` for the block, or raise ``ConfigError(busy_message)`` at once when another process
+    holds it (a non-blocking ``flock``): one writer per file that a whole job owns (a tuning export). The lock
+    file is removed at the end; a claim taken on a lock file that was removed meanwhile is retried on the new
+    one, so two processes never both hold the claim."""
+    lock_path = f"{path}.lock"
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    while True:
+        handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            raise ConfigError(busy_message) from None
+        try:
+            same = os.fstat(handle).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(handle)  # the holder removed it between our open and our lock: claim the new one
+    try:
+        yield
+    finally:
+        os.remove(lock_path)  # while still held: a waiting opener then sees a removed file and retries
+        os.close(handle)
 
 
 def plain(value):

@@ -23,7 +23,7 @@ from recbole_micro import raytune
 from recbole_micro.errors import ConfigError, RecboleMicroError
 from recbole_micro.quick_start import objective_function
 from recbole_micro.tools.export import TuningExport, output_paths, trial_entry
-from recbole_micro.tools.files import config_file_list, now, one_line, params_text, plain
+from recbole_micro.tools.files import claimed, config_file_list, now, one_line, params_text, plain
 from recbole_micro.tools.progress import validation_lines
 from recbole_micro.tools.space import check_space, find_params_file, ray_space, read_hyper_file, space_size
 from recbole_micro.tools.values import known_keys, parse_overrides, resolve_config, typed_params
@@ -340,35 +340,38 @@ def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=No
         header["shard"] = f"{shard[0]}/{shard[1]}"
     if resume and tool == "ray":
         raise ConfigError("--resume works with --tool hyperopt only (Ray Tune keeps its own experiment state)")
-    previous, running = (previous_trials(output_paths(output_file or default_output(model, dataset))[0], header)
-                         if resume else ([], None))
-    previous += reused_trials(reuse, header)
-    if running:  # the export names the unfinished trial's checkpoint: it must be where this search writes
-        running["checkpoint"] = check_run_checkpoint(running["checkpoint"], base["checkpoint_dir"],
-                                                     f"tuning export {output_paths(output_file or default_output(model, dataset))[0]}")
-    export = TuningExport(output_file or default_output(model, dataset), header)
-    export.write()
-    print(f"[tune] {model} on {dataset}: {tool} {algo} search over {params_path}; selecting on valid "
-          f"{export.doc['valid_metric']}; export {export.json_path}", flush=True)
-    try:
-        if tool == "ray":
-            options = dict(ray_options or {})
-            options.setdefault("seed", seed)
-            options.setdefault("checkpoint_dir", os.path.abspath(config["checkpoint_dir"]))
-            _ray_search(export, spec, base, config_files, known, algo, max_evals, options)
-        else:
-            _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed, previous,
-                             running, shard)
-    except KeyboardInterrupt:
-        export.finish("interrupted")
-        raise
-    except BaseException:
-        export.finish("failed")
-        raise
-    trials = export.trials
-    if trials and all(t["status"] != "ok" for t in trials):
-        export.finish("failed")
-        raise SearchFailed(f"all {len(trials)} trial(s) of the {model} search failed (first: "
-                           f"{trials[0].get('error')}); {export.text_path} lists every trial's error")
-    export.finish("finished")
-    return export.doc
+    json_path = output_paths(output_file or default_output(model, dataset))[0]
+    # one search per export at a time: a second would train the same trials and overwrite the first's record
+    with claimed(json_path, f"another search is writing {json_path} (its run_hyper.py is still running); wait "
+                            f"for it to end, or pass another --output_file"):
+        previous, running = previous_trials(json_path, header) if resume else ([], None)
+        previous += reused_trials(reuse, header)
+        if running:  # the export names the unfinished trial's checkpoint: it must be where this search writes
+            running["checkpoint"] = check_run_checkpoint(running["checkpoint"], base["checkpoint_dir"],
+                                                         f"tuning export {json_path}")
+        export = TuningExport(json_path, header)
+        export.write()
+        print(f"[tune] {model} on {dataset}: {tool} {algo} search over {params_path}; selecting on valid "
+              f"{export.doc['valid_metric']}; export {export.json_path}", flush=True)
+        try:
+            if tool == "ray":
+                options = dict(ray_options or {})
+                options.setdefault("seed", seed)
+                options.setdefault("checkpoint_dir", os.path.abspath(config["checkpoint_dir"]))
+                _ray_search(export, spec, base, config_files, known, algo, max_evals, options)
+            else:
+                _hyperopt_search(export, spec, base, config_files, known, algo, max_evals, early_stop, seed, previous,
+                                 running, shard)
+        except KeyboardInterrupt:
+            export.finish("interrupted")
+            raise
+        except BaseException:
+            export.finish("failed")
+            raise
+        trials = export.trials
+        if trials and all(t["status"] != "ok" for t in trials):
+            export.finish("failed")
+            raise SearchFailed(f"all {len(trials)} trial(s) of the {model} search failed (first: "
+                               f"{trials[0].get('error')}); {export.text_path} lists every trial's error")
+        export.finish("finished")
+        return export.doc
