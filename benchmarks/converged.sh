@@ -158,7 +158,8 @@ case $JOB in
     cp "$OUT/$DATASET.json" "results/$DATASET.json"
     rm -rf "results/$DATASET-per-user"
     [ ! -d "$OUT/$DATASET-per-user" ] || cp -r "$OUT/$DATASET-per-user" "results/$DATASET-per-user"
-    for export in "$TUNING"/*-"$DATASET".json "$TUNING"/*-"$DATASET".txt; do
+    # the shards of an unfinished split search too, so a fresh machine's restore keeps their trials
+    for export in "$TUNING"/*-"$DATASET".{json,txt} "$TUNING"/*-"$DATASET"-shard*of*.{json,txt}; do
       [ ! -f "$export" ] || cp "$export" results/tuning/
     done
     "$PY" run_compare.py --dataset "$DATASET" --from-json ;;
@@ -169,7 +170,7 @@ case $JOB in
     else cp -n "results/$DATASET.json" "$OUT/$DATASET.json"; fi
     [ ! -d "results/$DATASET-per-user" ] || { mkdir -p "$OUT/$DATASET-per-user"
       cp -n "results/$DATASET-per-user"/* "$OUT/$DATASET-per-user/"; }
-    for export in results/tuning/*-"$DATASET".json results/tuning/*-"$DATASET".txt; do
+    for export in results/tuning/*-"$DATASET".{json,txt} results/tuning/*-"$DATASET"-shard*of*.{json,txt}; do
       [ ! -f "$export" ] || cp -n "$export" "$TUNING/"
     done
     echo "restored results/$DATASET* into $WORK (existing files kept)" ;;
