@@ -74,7 +74,8 @@ def claimed(path, busy_message):
     try:
         yield
     finally:
-        os.remove(lock_path)  # while still held: a waiting opener then sees a removed file and retries
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(lock_path)  # while still held: a waiting opener then sees a removed file and retries
         os.close(handle)
 
 
