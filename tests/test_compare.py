@@ -312,6 +312,20 @@ def test_shipped_pages_equal_their_json(name):
     assert rendered == (REPO / "results" / f"{name}.md").read_text()
 
 
+def test_from_json_of_a_file_named_for_another_dataset_does_not_overwrite_that_page(tmp_path, capsys):
+    """``results/baseline-strength.json`` holds Baby runs: ``--dataset baseline-strength --from-json`` would have
+    written them over ``results/baby.md``; it is refused in one line and nothing is written."""
+    shutil.copy(REPO / "results" / "baby.json", tmp_path / "side-study.json")
+    (tmp_path / "baby.md").write_text("the main page\n")
+    with pytest.raises(SystemExit) as stop:
+        compare_main(["--dataset", "side-study", "--from-json", "--out", str(tmp_path)])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {tmp_path / 'side-study.json'} holds the runs of dataset 'baby', not 'side-study': its page would "
+        f"overwrite {tmp_path / 'baby.md'}; pass --dataset baby to re-render that page from this file"]
+    assert (tmp_path / "baby.md").read_text() == "the main page\n" and not (tmp_path / "side-study.md").exists()
+
+
 def test_side_by_side_append_jobs_keep_each_others_runs(compared, tmp_path, monkeypatch):
     """Two jobs appending to one dataset: each save re-reads the file, so neither loses the other's runs."""
     root, _, overrides, doc = compared

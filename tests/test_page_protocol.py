@@ -53,3 +53,33 @@ def test_a_setting_that_differs_between_one_models_seeds_is_listed_with_its_seed
     runs[2]["settings"]["tie_break"] = "index"  # every run alike: one value in the Evaluation line
     text = page.render_page(doc, "baby.png", out="results", data_dir=str(REPO / "results"))
     assert "equal scores ranked by item id (`tie_break: index`" in text and "`tie_break`:" not in text
+
+
+def variants_table(text):
+    section = text[text.index("## Variants of one model, chosen on validation"):]
+    section = section[:section.index("\n## ", 5)]
+    rows = [line[2:-2].split(" | ") for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")]
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_variants_of_one_model_are_chosen_on_validation_over_shared_seeds_never_on_test():
+    doc = load_results(str(REPO / "results" / "baby-cold.json"))
+    plain, zero = model_runs(doc, "VBPR", "ok"), model_runs(doc, "VBPR-zero", "ok")
+    for run, valid, test in zip(plain, (0.30, 0.20, 0.25), (0.01, 0.01, 0.01)):
+        run["best_valid_score"], run["test"]["recall@20"] = valid, test
+    for run, valid, test in zip(zero, (0.29, 0.21, 0.24), (0.90, 0.90, 0.90)):  # the test winner, valid loser
+        run["best_valid_score"], run["test"]["recall@20"] = valid, test
+    seeds = [str(r["seed"]) for r in plain]
+    table = variants_table(page.render_page(doc, "baby-cold.png", out="results", data_dir=str(REPO / "results")))
+    assert table["VBPR"] == [", ".join(seeds), "VBPR 0.2500, VBPR-zero 0.2467", "VBPR", "0.0100"]
+
+    del doc["runs"]["VBPR-zero"][seeds[0]]  # VBPR-zero without the first seed: the choice uses the seeds both rows ran
+    zero.pop(0)
+    table = variants_table(page.render_page(doc, "baby-cold.png", out="results", data_dir=str(REPO / "results")))
+    assert table["VBPR"] == [", ".join(seeds[1:]), "VBPR 0.2250, VBPR-zero 0.2250", "VBPR", "0.0100"]
+    zero[0]["best_valid_score"] = 0.2101
+    table = variants_table(page.render_page(doc, "baby-cold.png", out="results", data_dir=str(REPO / "results")))
+    assert table["VBPR"][1:] == ["VBPR 0.2250, VBPR-zero 0.2251", "VBPR-zero", "0.9000"]
+    # a model with one row has no line; BPR and BPR-user share their three seeds
+    assert "FREEDOM" not in table and table["BPR"][2] == "BPR"

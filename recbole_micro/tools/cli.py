@@ -152,6 +152,10 @@ def run_compare(args, overrides, prog="run_compare.py", argv=None):
         if not os.path.isfile(path):
             raise ConfigError(f"{path} does not exist: run the comparison first (without --from-json)")
         doc = load_results(path)
+        if doc["dataset"] != args.dataset:  # its page is named by the dataset it holds: it would replace another's
+            raise ConfigError(f"{path} holds the runs of dataset '{doc['dataset']}', not '{args.dataset}': its page "
+                              f"would overwrite {os.path.join(args.out, doc['dataset'] + '.md')}; pass --dataset "
+                              f"{doc['dataset']} to re-render that page from this file")
         md, png = write_page(doc, args.out, data_dir=os.path.dirname(os.path.abspath(path)))
         print(f"[compare] wrote {md}" + (f" and {png}" if png else ""))
         return doc

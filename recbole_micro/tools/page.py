@@ -249,6 +249,7 @@ def render_page(doc, png_name=None, out="results", data_dir=None):
         lines += ["No finished run yet.", ""]
     lines += _unfinished_section(doc)
     lines += _significance_section(doc, data_dir if data_dir is not None else out)
+    lines += _variants_section(doc, models)
     lines += _protocol_section(runs)
     lines += _settings_section(doc, models)
     lines += _tuning_section(doc, models, data_dir if data_dir is not None else out)
@@ -402,6 +403,51 @@ def _significance_section(doc, data_dir):
             "–" if not ut else f"{ut['n_pairs']:,} ({ut['n_nonzero']:,})", "–" if not ut else fmt_p(ut["p"]),
             _significant_cell(r),
         ]) + " |")
+    return lines + [""]
+
+
+def variant_choices(doc, models):
+    r"""``[(model class, rows, shared seeds, {row: mean valid score}, chosen row, chosen row's mean test)]`` for
+    every model class with several rows (other samplers, cold-item rules, ablations): each row's mean of its
+    selection metric (``best_valid_score``) over the seeds all the class's rows ran, and the row validation
+    chooses (the first of equals in page order). Test is reported for the chosen row only; it never chooses."""
+    classes = {}
+    for row in models:
+        runs = _ok(doc, row)
+        classes.setdefault(runs[0]["model"], []).append(row)
+    choices = []
+    for model, rows in classes.items():
+        if len(rows) < 2:
+            continue
+        seeds = set.intersection(*({str(r["seed"]) for r in _ok(doc, row)} for row in rows))
+        shared = {row: [r for r in _ok(doc, row) if str(r["seed"]) in seeds] for row in rows}
+        valid = {row: stats.mean_std([r["best_valid_score"] for r in runs])[0] for row, runs in shared.items()}
+        chosen = None
+        if seeds:
+            chosen = max(rows, key=lambda row: valid[row])  # max() keeps the first of equals
+        metric = _ok(doc, rows[0])[0].get("valid_metric", SIGNIFICANCE_METRIC)
+        test = stats.mean_std([r["test"].get(metric) for r in shared[chosen]])[0] if chosen else None
+        order = [str(r["seed"]) for r in _ok(doc, rows[0]) if str(r["seed"]) in seeds]  # as the rows list them
+        choices.append((model, rows, order, valid, chosen, test))
+    return choices
+
+
+def _variants_section(doc, models):
+    choices = variant_choices(doc, models)
+    if not choices:
+        return []
+    metric = _ok(doc, models[0])[0].get("valid_metric", SIGNIFICANCE_METRIC)
+    lines = ["## Variants of one model, chosen on validation", "",
+             f"Rows that train the same model with other settings (sampler, cold-item rule, an ablation) are "
+             f"alternatives a user would choose between on validation, not on test: each row's mean valid {metric} "
+             f"at its best epoch over the seeds every row of the model ran, and the row that this choice keeps "
+             f"(its mean test {metric} over the same seeds is shown; test never chooses).", "",
+             f"| model | seeds shared | valid {metric} per row | chosen on validation | its test {metric} |",
+             "|---|---|---|---|---:|"]
+    for model, rows, seeds, valid, chosen, test in choices:
+        per_row = ", ".join(f"{row_label(doc, row)} {fmt(valid[row])}" for row in rows) if seeds else "–"
+        lines.append(f"| {model} | {', '.join(seeds) or 'none: not comparable'} | {per_row} | "
+                     f"{row_label(doc, chosen) if chosen else '–'} | {fmt(test)} |")
     return lines + [""]
 
 
