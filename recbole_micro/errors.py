@@ -23,3 +23,7 @@ class DatasetNotFoundError(RecboleMicroError):
 
 class CheckpointError(RecboleMicroError):
     """A checkpoint file is unreadable or belongs to another model or dataset."""
+
+
+class Busy(ConfigError):
+    """A file another running job holds (a tuning export being searched, a run being trained)."""

@@ -2,6 +2,7 @@
 selection on validation for --tuned, one clear line for bad model names and failed runs."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -324,6 +325,30 @@ def test_from_json_of_a_file_named_for_another_dataset_does_not_overwrite_that_p
         f"error: {tmp_path / 'side-study.json'} holds the runs of dataset 'baby', not 'side-study': its page would "
         f"overwrite {tmp_path / 'baby.md'}; pass --dataset baby to re-render that page from this file"]
     assert (tmp_path / "baby.md").read_text() == "the main page\n" and not (tmp_path / "side-study.md").exists()
+
+
+def test_a_second_job_leaves_a_run_another_job_is_training_alone(compared, tmp_path, monkeypatch, capsys):
+    """The same job started twice: the second finds the run recorded as running, its checkpoint claimed by the
+    first, and skips it (one line) instead of training it a second time into the same files."""
+    _, _, overrides, doc = compared
+    template = model_runs(doc, "BPR")[0]
+    trained = []
+
+    def fake_run_model(model, dataset, config_dict, config_files=None, prefix="", **kwargs):
+        trained.append((prefix, kwargs["checkpoint_file"]))
+        if len(trained) == 1:  # while the first job trains, the second starts
+            compare.run_comparison("syn", ["BPR"], overrides=overrides, out=str(tmp_path), resume=True,
+                                   command="job 2", seeds=[5])
+        return dict(template, model=model, seed=5)
+
+    monkeypatch.setattr(compare, "run_model", fake_run_model)
+    compare.run_comparison("syn", ["BPR"], overrides=overrides, out=str(tmp_path), command="job 1", seeds=[5])
+    assert len(trained) == 1  # the second job trained nothing
+    checkpoint = trained[0][1]
+    assert f"BPR seed 5: another job is training it (checkpoint {checkpoint}): skipped" in capsys.readouterr().out
+    saved = load_results(str(tmp_path / "syn.json"))
+    assert [r["status"] for r in model_runs(saved, "BPR")] == ["ok"]
+    assert not os.path.exists(checkpoint + ".lock")  # the claim ends with the run
 
 
 def test_side_by_side_append_jobs_keep_each_others_runs(compared, tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ or ``interrupted`` one from the newer of its ``-last`` and best checkpoints, so 
 several sittings.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -20,9 +21,9 @@ import sys
 import time
 
 from recbole_micro.checkpoint import check_run_checkpoint, claim_checkpoint, resume_point
-from recbole_micro.errors import ConfigError, RecboleMicroError
+from recbole_micro.errors import Busy, ConfigError, RecboleMicroError
 from recbole_micro.tools.export import load_export
-from recbole_micro.tools.files import config_file_list, locked, now, one_line, plain
+from recbole_micro.tools.files import claimed, config_file_list, locked, now, one_line, plain
 from recbole_micro.tools.page import PROTOCOL_KEYS, contrastive_default, write_page
 from recbole_micro.tools.progress import epoch_lines
 from recbole_micro.tools.results import (
@@ -287,32 +288,38 @@ class _Job:
             sittings = previous.get("sittings", 1) + 1
             earlier_seconds = previous.get("train_seconds") or 0.0
         checkpoint = checkpoint or _checkpoint_name(config, row, seed)
-        base = {"model": model, **({"name": name} if name else {}), "seed": seed, "overrides": plain(fixed),
-                "tuned_from": {k: v for k, v in tuned.items() if k != "params"} if tuned else None,
-                "command": self.command, "sittings": sittings}
-        started, started_text = time.time(), now()
-        self.save(dict(base, status="running", checkpoint=checkpoint, started=started_text,
-                       train_seconds=earlier_seconds))
-        try:
-            entry = run_model(model, self.dataset, config_dict, config_files, prefix, checkpoint_file=checkpoint,
-                              resume=resume_file, label=label)
-        except KeyboardInterrupt:
-            self.save(dict(base, status="interrupted", checkpoint=checkpoint, started=started_text,
-                           train_seconds=earlier_seconds + time.time() - started))
-            raise
-        except Exception as error:  # noqa: BLE001 - one failing model must not lose the others' results
-            return self._failed(model, seed, prefix, error, started, tuned, fixed, name)
-        values = entry.pop("per_user_values", None)
-        entry.update(base)
-        entry["train_seconds"] = earlier_seconds + entry["train_seconds"]
-        if values is not None:
-            relative = per_user_file(self.dataset, row, seed)
-            save_per_user(self.out, relative, values)
-            entry["per_user"] = {"file": relative, "metrics": [k for k in values if k != "users"],
-                                 "users": int(len(values["users"]))}
-        entry["finished"] = now()
-        self.save(entry)
-        return entry
+        with contextlib.ExitStack() as stack:
+            try:  # a second job on the same JSON (started twice, side by side) leaves a run in training alone
+                stack.enter_context(claimed(checkpoint, f"another job is training it (checkpoint {checkpoint})"))
+            except Busy as busy:
+                print(f"{prefix} {row}{label} seed {seed}: {busy}: skipped", flush=True)
+                return previous
+            base = {"model": model, **({"name": name} if name else {}), "seed": seed, "overrides": plain(fixed),
+                    "tuned_from": {k: v for k, v in tuned.items() if k != "params"} if tuned else None,
+                    "command": self.command, "sittings": sittings}
+            started, started_text = time.time(), now()
+            self.save(dict(base, status="running", checkpoint=checkpoint, started=started_text,
+                           train_seconds=earlier_seconds))
+            try:
+                entry = run_model(model, self.dataset, config_dict, config_files, prefix, checkpoint_file=checkpoint,
+                                  resume=resume_file, label=label)
+            except KeyboardInterrupt:
+                self.save(dict(base, status="interrupted", checkpoint=checkpoint, started=started_text,
+                               train_seconds=earlier_seconds + time.time() - started))
+                raise
+            except Exception as error:  # noqa: BLE001 - one failing model must not lose the others' results
+                return self._failed(model, seed, prefix, error, started, tuned, fixed, name)
+            values = entry.pop("per_user_values", None)
+            entry.update(base)
+            entry["train_seconds"] = earlier_seconds + entry["train_seconds"]
+            if values is not None:
+                relative = per_user_file(self.dataset, row, seed)
+                save_per_user(self.out, relative, values)
+                entry["per_user"] = {"file": relative, "metrics": [k for k in values if k != "users"],
+                                     "users": int(len(values["users"]))}
+            entry["finished"] = now()
+            self.save(entry)
+            return entry
 
     def _failed(self, model, seed, prefix, error, started, tuned, fixed, name=None):
         message = str(error) if isinstance(error, RecboleMicroError) else one_line(error)

@@ -5,7 +5,7 @@ import datetime
 import os
 import shlex
 
-from recbole_micro.errors import ConfigError
+from recbole_micro.errors import Busy
 
 try:
     import fcntl
@@ -48,8 +48,9 @@ def locked(path):
 
 @contextlib.contextmanager
 def claimed(path, busy_message):
-    r"""Hold ``<path>.lock`` for the block, or raise ``ConfigError(busy_message)`` at once when another process
-    holds it (a non-blocking ``flock``): one writer per file that a whole job owns (a tuning export). The lock
+    r"""Hold ``<path>.lock`` for the block, or raise ``errors.Busy(busy_message)`` at once when another process
+    holds it (a non-blocking ``flock``): one writer per file that a whole job owns (a tuning export, a run's
+    checkpoint). The lock
     file is removed at the end; a claim taken on a lock file that was removed meanwhile is retried on the new
     one, so two processes never both hold the claim."""
     lock_path = f"{path}.lock"
@@ -63,7 +64,7 @@ def claimed(path, busy_message):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(handle)
-            raise ConfigError(busy_message) from None
+            raise Busy(busy_message) from None
         try:
             same = os.fstat(handle).st_ino == os.stat(lock_path).st_ino
         except FileNotFoundError:
