@@ -75,6 +75,8 @@ def test_shards_split_the_search_and_reuse_ends_like_one_search(tmp_path, synthe
     assert points(whole) == proposals
     assert [t["best_valid_score"] for t in whole["trials"]] == [t["best_valid_score"] for t in one["trials"]]
     assert all(t.get("reused") for t in whole["trials"]) and "shard" not in whole
+    assert (tmp_path / "whole.txt").read_text().count("(taken over from an earlier run or a shard of this search)") \
+        == len(proposals)
     assert whole["best"]["params"] == one["best"]["params"] and whole["best"]["trial"] == one["best"]["trial"]
     assert load_tuned(str(tmp_path / "whole.json"))["BPR"]["params"] == one["best"]["params"]
 

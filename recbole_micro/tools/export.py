@@ -87,7 +87,8 @@ def export_text(doc):
                   f"checkpoint {running.get('checkpoint')} (--resume continues it)", ""]
     for trial in trials:
         mark = "*" if best and trial["trial"] == best["trial"] else " "
-        lines.append(f"{mark} trial {trial['trial']}: {params_text(trial['params'])}")
+        reused = " (taken over from an earlier run or a shard of this search)" if trial.get("reused") else ""
+        lines.append(f"{mark} trial {trial['trial']}: {params_text(trial['params'])}{reused}")
         if trial["status"] != "ok":
             lines.append(f"    FAILED: {trial.get('error')}")
             continue
