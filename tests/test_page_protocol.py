@@ -87,3 +87,30 @@ def test_variants_of_one_model_are_chosen_on_validation_over_shared_seeds_never_
         del doc["runs"]["VBPR"][seed]
     table = variants_table(page.render_page(doc, "baby-cold.png", out="results", data_dir=str(REPO / "results")))
     assert table["VBPR"] == ["none: not comparable", "–", "–", "–"]
+
+
+def test_when_validation_chooses_a_variant_of_micro_it_is_tested_against_each_models_chosen_row():
+    """MICRO-zero here is a copy of MICRO's runs with a higher validation score: validation chooses it, and its
+    table against every other model's chosen row (VBPR-zero, not VBPR; BPR, not BPR-user) repeats, number for
+    number, MICRO's rows of the main table for those baselines."""
+    import copy
+
+    doc = load_results(str(REPO / "results" / "baby-cold.json"))
+    text = page.render_page(doc, "baby-cold.png", out="results", data_dir=str(REPO / "results"))
+    assert "Validation chooses" not in text  # MICRO itself is chosen: the main table already has every pair
+    doc["runs"]["MICRO-zero"] = copy.deepcopy(doc["runs"]["MICRO"])
+    for run in doc["runs"]["MICRO-zero"].values():
+        run["name"], run["best_valid_score"] = "MICRO-zero", run["best_valid_score"] + 0.01
+    doc["order"].append("MICRO-zero")
+    text = page.render_page(doc, "baby-cold.png", out="results", data_dir=str(REPO / "results"))
+    variants = text[text.index("Validation chooses MICRO-zero for MICRO"):]
+    variants = variants[:variants.index("\n## ")]
+    chosen_rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in variants.splitlines()
+                   if line.startswith("| ") and not line.startswith("| baseline")}
+    main = text[text.index("## MICRO against each baseline"):text.index("## Variants")]
+    main_rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in main.splitlines()
+                 if line.startswith("| ") and not line.startswith("| baseline")}
+    classes = {model_runs(doc, row, "ok")[0]["model"] for row in doc["order"]} - {"MICRO"}
+    assert len(chosen_rows) == len(classes) and "VBPR-zero" in chosen_rows and "VBPR" not in chosen_rows
+    assert "BPR" in chosen_rows and "BPR-user" not in chosen_rows and "MICRO-lambda1" not in chosen_rows
+    assert all(chosen_rows[row] == main_rows[row] for row in chosen_rows)

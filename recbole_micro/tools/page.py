@@ -249,7 +249,7 @@ def render_page(doc, png_name=None, out="results", data_dir=None):
         lines += ["No finished run yet.", ""]
     lines += _unfinished_section(doc)
     lines += _significance_section(doc, data_dir if data_dir is not None else out)
-    lines += _variants_section(doc, models)
+    lines += _variants_section(doc, models, data_dir if data_dir is not None else out)
     lines += _protocol_section(runs)
     lines += _settings_section(doc, models)
     lines += _tuning_section(doc, models, data_dir if data_dir is not None else out)
@@ -313,8 +313,8 @@ def _unfinished_section(doc):
     return lines
 
 
-def significance(doc, data_dir, target=TARGET, metric=SIGNIFICANCE_METRIC):
-    """``{baseline: stats.against(...)}`` for every model with finished runs besides ``target``."""
+def significance(doc, data_dir, target=TARGET, metric=SIGNIFICANCE_METRIC, bases=None):
+    """``{baseline: stats.against(...)}`` for every row with finished runs besides ``target`` (or ``bases``)."""
     models = ok_models(doc)
     if target not in models:
         return {}
@@ -329,7 +329,7 @@ def significance(doc, data_dir, target=TARGET, metric=SIGNIFICANCE_METRIC):
 
     target_users = per_user(target)
     return {base: stats.against(_ok(doc, target), _ok(doc, base), target_users, per_user(base), metric)
-            for base in models if base != target}
+            for base in (models if bases is None else bases) if base != target}
 
 
 def strongest_baseline(doc, results):
@@ -391,8 +391,13 @@ def _significance_section(doc, data_dir):
              f"several seeds, each user's value averaged over the seeds both models ran). Significant = {TARGET}'s "
              f"mean is higher and every available test gives p < {stats.ALPHA} (significantly behind: lower, and every "
              f"test gives p < {stats.ALPHA}). Per-user values: "
-             f"`{doc['dataset']}-per-user/<model>-seed<seed>.npz` beside the JSON.", "",
-             f"| baseline | seeds paired | {TARGET} test {label} | baseline test {label} | ratio {TARGET} / baseline "
+             f"`{doc['dataset']}-per-user/<model>-seed<seed>.npz` beside the JSON.", ""]
+    return lines + _against_table(results, TARGET, label) + [""]
+
+
+def _against_table(results, target, label):
+    """The rows of ``significance`` results: the target against each baseline, ratio and both paired tests."""
+    lines = [f"| baseline | seeds paired | {target} test {label} | baseline test {label} | ratio {target} / baseline "
              f"| paired t over seeds: t, p | users paired (non-zero differences) | Wilcoxon over users: p | significant |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for base, r in results.items():
@@ -403,7 +408,7 @@ def _significance_section(doc, data_dir):
             "–" if not ut else f"{ut['n_pairs']:,} ({ut['n_nonzero']:,})", "–" if not ut else fmt_p(ut["p"]),
             _significant_cell(r),
         ]) + " |")
-    return lines + [""]
+    return lines
 
 
 def variant_choices(doc, models):
@@ -432,7 +437,7 @@ def variant_choices(doc, models):
     return choices
 
 
-def _variants_section(doc, models):
+def _variants_section(doc, models, data_dir):
     choices = variant_choices(doc, models)
     if not choices:
         return []
@@ -448,7 +453,20 @@ def _variants_section(doc, models):
         per_row = ", ".join(f"{row_label(doc, row)} {fmt(valid[row])}" for row in rows) if seeds else "–"
         lines.append(f"| {model} | {', '.join(seeds) or 'none: not comparable'} | {per_row} | "
                      f"{row_label(doc, chosen) if chosen else '–'} | {fmt(test)} |")
-    return lines + [""]
+    lines.append("")
+    chosen = {model: row for model, _, _, _, row, _ in choices if row}
+    target = chosen.get(TARGET, TARGET)
+    if target == TARGET:  # the table above already pairs the target with every row, the chosen ones included
+        return lines
+    classes = {}
+    for row in models:
+        classes.setdefault(_ok(doc, row)[0]["model"], row)  # a model's first row where nothing was chosen
+    bases = [chosen.get(model, row) for model, row in classes.items() if model != TARGET]
+    results = significance(doc, data_dir, target=target, bases=bases)
+    label = "Recall@20" if SIGNIFICANCE_METRIC == "recall@20" else SIGNIFICANCE_METRIC
+    return lines + [f"Validation chooses {target} for {TARGET}: {target} against each other model's row chosen the "
+                    f"same way (a model with one row: that row), tested as above.", ""] + \
+        _against_table(results, target, label) + [""]
 
 
 def _mask_text(value):
