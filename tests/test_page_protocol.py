@@ -57,7 +57,7 @@ def test_a_setting_that_differs_between_one_models_seeds_is_listed_with_its_seed
 
 def variants_table(text):
     section = text[text.index("## Variants of one model, chosen on validation"):]
-    section = section[:section.index("\n## ", 5)]
+    section = section[:section.index("|\n\n", section.index("| model |")) + 1]  # the first table only
     rows = [line[2:-2].split(" | ") for line in section.splitlines()
             if line.startswith("| ") and not line.startswith("| model")]
     return {row[0]: row[1:] for row in rows}
@@ -96,11 +96,14 @@ def test_when_validation_chooses_a_variant_of_micro_it_is_tested_against_each_mo
     import copy
 
     doc = load_results(str(REPO / "results" / "baby-cold.json"))
+    for row in [r for r in doc["order"] if r != "MICRO" and r.startswith("MICRO-")]:  # MICRO's variants, if run
+        doc["order"].remove(row)
+        del doc["runs"][row]
     text = page.render_page(doc, "baby-cold.png", out="results", data_dir=str(REPO / "results"))
     assert "Validation chooses" not in text  # MICRO itself is chosen: the main table already has every pair
     doc["runs"]["MICRO-zero"] = copy.deepcopy(doc["runs"]["MICRO"])
     for run in doc["runs"]["MICRO-zero"].values():
-        run["name"], run["best_valid_score"] = "MICRO-zero", run["best_valid_score"] + 0.01
+        run["name"], run["best_valid_score"] = "MICRO-zero", run["best_valid_score"] + 0.1
     doc["order"].append("MICRO-zero")
     text = page.render_page(doc, "baby-cold.png", out="results", data_dir=str(REPO / "results"))
     variants = text[text.index("Validation chooses MICRO-zero for MICRO"):]
