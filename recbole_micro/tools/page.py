@@ -372,7 +372,7 @@ def _significance_section(doc, data_dir):
     if not results:
         return []
     metric = SIGNIFICANCE_METRIC
-    label = "Recall@20" if metric == "recall@20" else metric
+    label = _metric_label(metric)
     headline = [b for b in RATIO_BASELINES if b in results] or list(results)
     strongest = strongest_baseline(doc, results)
     if strongest and strongest not in headline:  # where the target stands: against the best other model too
@@ -411,17 +411,25 @@ def _against_table(results, target, label):
     return lines
 
 
+def rows_by_model(doc, models):
+    """``{model class: [its rows, in page order]}`` (a row is a model's own runs or a named variant of it)."""
+    classes = {}
+    for row in models:
+        classes.setdefault(_ok(doc, row)[0]["model"], []).append(row)
+    return classes
+
+
+def _metric_label(metric):
+    return "Recall@20" if metric == "recall@20" else metric
+
+
 def variant_choices(doc, models):
     r"""``[(model class, rows, shared seeds, {row: mean valid score}, chosen row, chosen row's mean test)]`` for
     every model class with several rows (other samplers, cold-item rules, ablations): each row's mean of its
     selection metric (``best_valid_score``) over the seeds all the class's rows ran, and the row validation
     chooses (the first of equals in page order). Test is reported for the chosen row only; it never chooses."""
-    classes = {}
-    for row in models:
-        runs = _ok(doc, row)
-        classes.setdefault(runs[0]["model"], []).append(row)
     choices = []
-    for model, rows in classes.items():
+    for model, rows in rows_by_model(doc, models).items():
         if len(rows) < 2:
             continue
         seeds = set.intersection(*({str(r["seed"]) for r in _ok(doc, row)} for row in rows))
@@ -458,15 +466,11 @@ def _variants_section(doc, models, data_dir):
     target = chosen.get(TARGET, TARGET)
     if target == TARGET:  # the table above already pairs the target with every row, the chosen ones included
         return lines
-    classes = {}
-    for row in models:
-        classes.setdefault(_ok(doc, row)[0]["model"], row)  # a model's first row where nothing was chosen
-    bases = [chosen.get(model, row) for model, row in classes.items() if model != TARGET]
+    bases = [chosen.get(model, rows[0]) for model, rows in rows_by_model(doc, models).items() if model != TARGET]
     results = significance(doc, data_dir, target=target, bases=bases)
-    label = "Recall@20" if SIGNIFICANCE_METRIC == "recall@20" else SIGNIFICANCE_METRIC
     return lines + [f"Validation chooses {target} for {TARGET}: {target} against each other model's row chosen the "
                     f"same way (a model with one row: that row), tested as above.", ""] + \
-        _against_table(results, target, label) + [""]
+        _against_table(results, target, _metric_label(SIGNIFICANCE_METRIC)) + [""]
 
 
 def _mask_text(value):
