@@ -1,4 +1,5 @@
-r"""RecBole 1.2.1 on today's numpy, pandas, scipy, hyperopt, setuptools and Ray: one small fix per break.
+r"""RecBole 1.2.1 on today's numpy, pandas, scipy, hyperopt, setuptools and Ray: one small fix per break
+(and one for a race in RecBole itself, needed on every version).
 
 RecBole 1.2.1 (its latest release) was written against numpy 1.x, pandas < 3, scipy < 1.13,
 hyperopt 0.2.5 and a setuptools that ships ``pkg_resources``. ``apply()`` (run by ``import
@@ -42,6 +43,11 @@ no ray<=2.6.3 wheels  ``from ray import tune`` at its top     nothing) while tha
 for Python 3.12+)                                             of ``sys.modules`` right after
 ray 2.7               ``objective_function``                  ``tune.report(**test_result)`` reported
                       (recbole/quick_start/quick_start.py)    as one dict (``recbole_micro.raytune``)
+runs at once (every   ``ensure_dir`` (recbole/utils/utils.py  ``os.makedirs(path, exist_ok=True)``: its
+version)              and each module that imported it)       exists-then-makedirs lets the second of two
+                                                              runs creating one folder (the shared
+                                                              ``checkpoint_dir`` of Ray trials, side-by-side
+                                                              jobs, DDP ranks) fail with FileExistsError
 ====================  ======================================  ==========================================
 
 ``applied()`` lists the fixes in force in this process; ``report()`` prints the versions and fixes
@@ -561,6 +567,23 @@ def _fix_tune_report(quick_start):
         package.objective_function = quick_start.objective_function
 
 
+# ------------------------------------------------------------------ runs at once (every version)
+
+# the modules that bound RecBole's ``ensure_dir`` by name (``from recbole.utils import ensure_dir``)
+_ENSURE_DIR_USERS = ("recbole.utils.utils", "recbole.utils", "recbole.utils.logger", "recbole.trainer.trainer",
+                     "recbole.data.utils", "recbole.data.dataset.dataset")
+
+
+def _ensure_dir(dir_path):
+    """RecBole's ``ensure_dir`` without its race: a folder another run creates meanwhile is no error."""
+    os.makedirs(dir_path, exist_ok=True)
+
+
+def _fix_ensure_dir(module):
+    if getattr(module, "ensure_dir", None) is not None:
+        _replace(module, "ensure_dir", _ensure_dir, "runs at once")
+
+
 # ------------------------------------------------------------------ setuptools >= 81
 
 def _real_pkg_resources():
@@ -618,6 +641,7 @@ def needed():
         fixes.append("ray>=2.7")
     if not _real_pkg_resources():
         fixes.append("setuptools>=81")
+    fixes.append("runs at once")  # RecBole 1.2.1's own race, whatever the versions
     return fixes
 
 
@@ -647,6 +671,9 @@ def apply():
         _when_imported(_QUICK_START, _fix_tune_report)
     if "setuptools>=81" in fixes:
         _fix_pkg_resources()
+    if "runs at once" in fixes:
+        for module_name in _ENSURE_DIR_USERS:
+            _when_imported(module_name, _fix_ensure_dir)
     return applied()
 
 

@@ -300,7 +300,6 @@ def _run_worker(rank, model, dataset, config_file_list, config_dict, saved, queu
     # these names are looked up in this (spawned) process only: the caller's RecBole is untouched
     recbole_trainer.DistributedDataParallel = ddp
     recbole_trainer.get_local_time = lambda: stamp  # every rank saves/loads the same checkpoint file
-    recbole_trainer.ensure_dir = lambda path: os.makedirs(path, exist_ok=True)  # ranks create it concurrently
 
     def wait_for_rank0_checkpoint(epoch_idx, valid_score):
         torch.distributed.barrier()  # rank 0 has written the best checkpoint before anyone reads it

@@ -11,6 +11,7 @@ import importlib.util
 import inspect
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -532,3 +533,35 @@ def test_ray_imports_and_tunes_with_two_workers_from_the_command_line(tmp_path, 
     assert doc["tool"] == "ray" and doc["status"] == "finished"
     assert sorted(t["params"]["learning_rate"] for t in doc["trials"]) == [0.001, 0.05]
     assert all(t["status"] == "ok" and "recall@20" in t["test"] for t in doc["trials"]), doc["trials"]
+
+
+# ----------------------------------------------------------------------------------- runs at once
+def test_two_runs_creating_one_folder_at_once(tmp_path, monkeypatch):
+    """RecBole's ``ensure_dir`` looks, then creates: when another run creates the folder in between (Ray trials
+    or side-by-side jobs sharing ``checkpoint_dir``) the second run died with FileExistsError (a Ray trial of
+    ``tests/test_ray_optional.py`` did, 2 times in 8). Every module that bound the function has the fix."""
+    import recbole.data.dataset.dataset as dataset
+    import recbole.data.utils as data_utils
+    import recbole.trainer.trainer as trainer
+    import recbole.utils as utils
+    import recbole.utils.logger as logger
+    import recbole.utils.utils as utils_utils
+
+    folder = tmp_path / "saved"
+    real_exists = os.path.exists
+
+    def another_run_creates_it_after_the_look(path):
+        if str(path) == str(folder):
+            os.makedirs(folder, exist_ok=True)
+            return False
+        return real_exists(path)
+
+    monkeypatch.setattr(os.path, "exists", another_run_creates_it_after_the_look)
+    with pytest.raises(FileExistsError):  # RecBole's own function, so the fix is no dead code
+        original(trainer.ensure_dir)(str(folder))
+    for module in (utils_utils, utils, logger, trainer, data_utils, dataset):
+        assert compat.fixed_by(module.ensure_dir) == "runs at once", module.__name__
+        module.ensure_dir(str(folder))  # there already (created by "another run")
+        module.ensure_dir(str(folder / "a" / "b"))  # creates the parents too, as RecBole's does
+        assert (folder / "a" / "b").is_dir()
+        shutil.rmtree(folder / "a")

@@ -120,13 +120,15 @@ out = {"fixed": compat.fixed_by(__import__("recbole.quick_start").quick_start.ob
 
 class Record(tune.Callback):
     def __init__(self):
-        self.trials = []
+        self.trials, self.errors = [], []
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.trials.append(["complete", "recall@10" in (trial.last_result or {})])
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.trials.append(["error", "recall@10" in (trial.last_result or {})])
+        error = getattr(trial, "error_file", None)
+        self.errors.append(open(error).read()[-3000:] if error and os.path.exists(error) else repr(trial))
 
 
 for name, original in (("recbole", False), ("original", True)):
@@ -139,6 +141,7 @@ for name, original in (("recbole", False), ("original", True)):
         if "pyarrow" not in str(error):
             raise
     out[name] = sorted(record.trials)
+    out[name + " errors"] = record.errors
 ray.shutdown()
 print(json.dumps(out))
 """
@@ -159,7 +162,7 @@ def test_recbole_objective_function_tunes_on_this_ray(tmp_path, synthetic):
                           capture_output=True, text=True, timeout=480, env=env)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-4000:])
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["recbole"] == [["complete", True], ["complete", True]]  # both trials reported recall@10
+    assert out["recbole"] == [["complete", True], ["complete", True]], out["recbole errors"]  # both reported recall@10
     assert (out["fixed"] == "ray>=2.7") == ("ray>=2.7" in compat.needed())
     if out["fixed"]:
         assert out["original"] == [["error", False], ["error", False]]  # RecBole's own call breaks there
