@@ -1,5 +1,5 @@
 r"""RecBole 1.2.1 on today's numpy, pandas, scipy, hyperopt, setuptools and Ray: one small fix per break
-(and one for a race in RecBole itself, needed on every version).
+(and, on every version, one for a race in RecBole itself and one for the speed of its LightGCN).
 
 RecBole 1.2.1 (its latest release) was written against numpy 1.x, pandas < 3, scipy < 1.13,
 hyperopt 0.2.5 and a setuptools that ships ``pkg_resources``. ``apply()`` (run by ``import
@@ -48,6 +48,11 @@ version)              and each module that imported it)       exists-then-makedi
                                                               runs creating one folder (the shared
                                                               ``checkpoint_dir`` of Ray trials, side-by-side
                                                               jobs, DDP ranks) fail with FileExistsError
+lightgcn speed        ``LightGCN.forward``                    its Â·E products on CSR copies of Â and Âᵀ
+(every version)       (recbole/model/general_recommender/     made once (``graphs.sparse_mm``): torch's
+                      lightgcn.py)                            backward of ``torch.sparse.mm`` coalesces Âᵀ
+                                                              at every product. Same numbers (bit-equal
+                                                              here), ≈ 2× faster per batch on the CPU
 ====================  ======================================  ==========================================
 
 ``applied()`` lists the fixes in force in this process; ``report()`` prints the versions and fixes
@@ -584,6 +589,29 @@ def _fix_ensure_dir(module):
         _replace(module, "ensure_dir", _ensure_dir, "runs at once")
 
 
+# ------------------------------------------------------------------ lightgcn speed (every version)
+
+def _fix_lightgcn_speed(lightgcn):
+    """``LightGCN.forward`` with its ``torch.sparse.mm`` redirected to ``graphs.sparse_mm`` (the cached CSR
+    products of Â and Âᵀ), Â coalesced once first (the cache is keyed by the coalesced tensor)."""
+    import torch
+
+    from recbole_micro.model.graphs import sparse_mm
+
+    owner = lightgcn.LightGCN
+    if getattr(owner.forward, _MARK, None) == "lightgcn speed":
+        return
+    cached = _rebound(owner.forward, torch=_Overlay(torch, sparse=_Overlay(torch.sparse, mm=sparse_mm)))
+
+    @functools.wraps(owner.forward)
+    def forward(self):
+        if not self.norm_adj_matrix.is_coalesced():
+            self.norm_adj_matrix = self.norm_adj_matrix.coalesce()
+        return cached(self)
+
+    _replace(owner, "forward", forward, "lightgcn speed")
+
+
 # ------------------------------------------------------------------ setuptools >= 81
 
 def _real_pkg_resources():
@@ -641,7 +669,7 @@ def needed():
         fixes.append("ray>=2.7")
     if not _real_pkg_resources():
         fixes.append("setuptools>=81")
-    fixes.append("runs at once")  # RecBole 1.2.1's own race, whatever the versions
+    fixes += ["runs at once", "lightgcn speed"]  # RecBole 1.2.1's own race and speed, whatever the versions
     return fixes
 
 
@@ -674,6 +702,8 @@ def apply():
     if "runs at once" in fixes:
         for module_name in _ENSURE_DIR_USERS:
             _when_imported(module_name, _fix_ensure_dir)
+    if "lightgcn speed" in fixes:
+        _when_imported("recbole.model.general_recommender.lightgcn", _fix_lightgcn_speed)
     return applied()
 
 

@@ -565,3 +565,47 @@ def test_two_runs_creating_one_folder_at_once(tmp_path, monkeypatch):
         module.ensure_dir(str(folder / "a" / "b"))  # creates the parents too, as RecBole's does
         assert (folder / "a" / "b").is_dir()
         shutil.rmtree(folder / "a")
+
+
+# ----------------------------------------------------------------------------------- lightgcn speed
+def test_lightgcn_speed_fix_trains_to_the_same_weights(tmp_path, synthetic, monkeypatch):
+    """``LightGCN.forward`` on the cached CSR products: 3 layers, an epoch of Adam steps (7 BPR batches) and the full
+    ranking give exactly what RecBole's own forward gives (same weights, losses and scores), and its graph is
+    coalesced once and kept. The speed (≈ 2× per batch) is measured by ``benchmarks/lightgcn_speed.py``."""
+    from recbole.data import data_preparation
+    from recbole.model.general_recommender.lightgcn import LightGCN
+    from recbole.utils import init_seed
+    from recbole_micro.config import Config
+    from recbole_micro.utils import create_dataset, get_model
+
+    assert compat.fixed_by(LightGCN.forward) == "lightgcn speed"
+    name = synthetic("syn", n_users=60, n_items=80, n_clusters=6, per_user=(6, 12))
+    config = Config(model="LightGCN", dataset=name, config_dict=run_config(tmp_path, n_layers=3, reg_weight=1e-4,
+                                                                             train_batch_size=64))
+    train, _, test = data_preparation(config, create_dataset(config))
+    batches, users = list(train), next(iter(test))[0]  # the same batches for both
+
+    def run(forward):
+        monkeypatch.setattr(LightGCN, "forward", forward)
+        init_seed(7, True)
+        model = get_model("LightGCN")(config, train._dataset)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+        losses = []
+        for batch in batches:
+            optimizer.zero_grad()
+            loss = model.calculate_loss(batch)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        model.eval()
+        with torch.no_grad():
+            scores = model.full_sort_predict(users)
+        return model, losses, scores
+
+    fast, fast_losses, fast_scores = run(LightGCN.forward)
+    own, own_losses, own_scores = run(original(LightGCN.forward))
+    assert len(fast_losses) == 7 and fast_losses == own_losses and torch.equal(fast_scores, own_scores)
+    for (key, a), (_, b) in zip(fast.state_dict().items(), own.state_dict().items()):
+        assert torch.equal(a, b), key
+    assert fast.norm_adj_matrix.is_coalesced() and not own.norm_adj_matrix.is_coalesced()
+    torch.testing.assert_close(fast.norm_adj_matrix.to_dense(), own.norm_adj_matrix.to_dense(), rtol=0, atol=0)
