@@ -290,12 +290,14 @@ def _add_runs(path, worker, count):
 def test_jobs_side_by_side_keep_each_others_runs(tmp_path):
     """Two processes updating one results file under ``locked`` (as two comparison jobs do) lose nothing."""
     path = str(tmp_path / "baby.json")
-    context = multiprocessing.get_context("fork")
+    # fresh interpreters: a fork of this multi-threaded process (torch's threads, an earlier test's Ray) may
+    # inherit a lock held by another thread and hang, or inherit Ray's signal handlers
+    context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_add_runs, args=(path, w, 40)) for w in ("a", "b")]
     for worker in workers:
         worker.start()
     for worker in workers:
-        worker.join(60)
+        worker.join(120)
     assert [w.exitcode for w in workers] == [0, 0]
     assert sorted(json.loads(open(path).read())) == sorted(f"{w}-{i}" for w in "ab" for i in range(40))
 
