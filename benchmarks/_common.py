@@ -174,6 +174,18 @@ def time_training_steps(model, trainer, train_data, steps):
     return {"first": times[0], "step": rest, "batches": batches, "epoch": times[0] + (batches - 1) * rest}
 
 
+def steps_with(owner, name, value, built, steps):
+    """Mean seconds of a training step of ``built`` = (model, trainer, train_data), the first step left out, with
+    ``owner.name`` set to ``value`` meanwhile (a form of a function or class compared against another)."""
+    model, trainer, train_data = built
+    saved = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        return time_training_steps(model, trainer, train_data, steps)["step"]
+    finally:
+        setattr(owner, name, saved)
+
+
 def baby_benchmark(parser, child, prefix, subfolder=None):
     r"""The shared start of the Baby benchmarks: add ``--data``, ``--rounds``, ``--threads``, ``--no-write``
     and the hidden ``--child`` to ``parser`` and parse. In a child process: print ``child(spec)`` as JSON and

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import baby_benchmark, load_average, machine, median, report, table, time_training_steps  # noqa: E402
+from _common import baby_benchmark, load_average, machine, median, report, steps_with, table  # noqa: E402
 
 from recbole_micro.model import losses  # noqa: E402
 
@@ -47,16 +47,6 @@ def loss_step(denominator, leaves):
         start = time.perf_counter()
         losses.candidate_infonce(*leaves, 0.2).backward()
         return time.perf_counter() - start
-    finally:
-        losses.LogSumExpScores = saved
-
-
-def training_steps(denominator, built, steps):
-    """Mean seconds of an LGMRec training step (the epoch's first step left out) with ``denominator``."""
-    model, trainer, train_data = built
-    losses.LogSumExpScores, saved = denominator, losses.LogSumExpScores
-    try:
-        return time_training_steps(model, trainer, train_data, steps)["step"]
     finally:
         losses.LogSumExpScores = saved
 
@@ -85,7 +75,8 @@ def main():
         for form, denominator in forms.items():
             for name, leaves in inputs.items():
                 times[name, form].append(loss_step(denominator, leaves))
-            times["LGMRec training step", form].append(training_steps(denominator, built, args.steps))
+            times["LGMRec training step", form].append(
+                steps_with(losses, "LogSumExpScores", denominator, built, args.steps))
     rows = []
     for row in [*CANDIDATES, "LGMRec training step"]:
         before, after = median(times[row, "before"]) * 1e3, median(times[row, "after"]) * 1e3

@@ -22,21 +22,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import baby_benchmark, load_average, machine, median, report, table, time_training_steps  # noqa: E402
+from _common import baby_benchmark, load_average, machine, median, report, steps_with, table  # noqa: E402
 
 LAYERS = (1, 2, 3, 4)
-
-
-def steps_with(forward, built, steps):
-    """Mean seconds of a LightGCN training step (the first left out) with ``forward`` in place."""
-    from recbole.model.general_recommender.lightgcn import LightGCN
-
-    model, trainer, train_data = built
-    LightGCN.forward, saved = forward, LightGCN.forward
-    try:
-        return time_training_steps(model, trainer, train_data, steps)["step"]
-    finally:
-        LightGCN.forward = saved
 
 
 def main():
@@ -60,7 +48,8 @@ def main():
         _, model, trainer, (train_data, _, _) = build("LightGCN", "baby", config_dict=config_dict, quiet=True)
         for _ in range(args.repeats):
             for form, forward in forms.items():
-                times[layers, form].append(steps_with(forward, (model, trainer, train_data), args.steps))
+                times[layers, form].append(
+                    steps_with(LightGCN, "forward", forward, (model, trainer, train_data), args.steps))
         batches = len(train_data)
     rows = []
     for layers in LAYERS:
