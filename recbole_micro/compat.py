@@ -4,7 +4,8 @@ r"""RecBole 1.2.1 on today's numpy, pandas, scipy, hyperopt, setuptools and Ray:
 RecBole 1.2.1 (its latest release) was written against numpy 1.x, pandas < 3, scipy < 1.13,
 hyperopt 0.2.5 and a setuptools that ships ``pkg_resources``. ``apply()`` (run by ``import
 recbole_micro``) registers the fixes this environment needs; a fix whose library is older than the
-release that broke RecBole is never registered, so the old pins run RecBole's own code unchanged.
+release that broke RecBole is never registered, so the old pins run RecBole's own code unchanged, but
+for the last two rows of the table (a race and a slow product in RecBole itself, fixed on every version).
 Each fix replaces one RecBole function (a copy of RecBole's own code where only a library call is
 redirected, or a short wrapper), applied when RecBole's module is first imported (a post-import
 hook) or at once if it already is; ``import recbole_micro`` stays cheap.
