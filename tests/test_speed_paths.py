@@ -196,6 +196,30 @@ def test_sparse_mm_equals_dense_and_reuses_one_transpose_per_graph(monkeypatch):
     torch.testing.assert_close(x.grad, wide.to_dense().t() @ torch.ones(3, 2))
 
 
+def test_cached_products_of_a_graph_are_freed_with_it():
+    """A graph's CSR copies (of A and Aᵀ) are freed with the graph: a tuning search builds a model, so a graph,
+    per trial, and the copies of finished trials' graphs must not stay (on a GPU they would fill its memory).
+    While the graph lives, its copies are reused; a new graph after it, even in the freed memory, gets its own."""
+    import gc
+    import weakref
+
+    adj = _graph(80, 500, seed=3)
+    csr_t = graphs.transposed_csr(adj)
+    assert graphs.transposed_csr(adj) is csr_t and graphs.transposed_csr(adj.detach()) is csr_t
+    freed = weakref.ref(csr_t)
+    dense = adj.to_dense()
+    del adj, csr_t
+    gc.collect()
+    assert freed() is None
+    for seed in range(4, 12):  # new graphs of the same size: a stale entry would give a wrong product
+        adj = _graph(80, 500, seed=seed)
+        x = torch.randn(80, 3, requires_grad=True)
+        graphs.sparse_mm(adj, x).backward(torch.ones(80, 3))
+        torch.testing.assert_close(x.grad, adj.to_dense().t() @ torch.ones(80, 3), rtol=1e-6, atol=1e-5)
+        assert not torch.equal(adj.to_dense(), dense)
+        del adj
+
+
 def _ops_inside(prof, name):
     """Names of the operations run inside the profiled event ``name`` (its whole call tree)."""
     found, stack = set(), [e for e in prof.events() if e.name == name]

@@ -15,6 +15,7 @@ Formulas (Zhang et al., LATTICE §3.1 / MICRO §3.2, and ``../shared/design/micr
 
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 
 import torch
@@ -126,9 +127,9 @@ def sparse_mm(adj, x, chunk_size=1 << 16):
     return _EdgeSparseMM.apply(adj.indices(), adj.values(), x, chunk_size)
 
 
-_CSR_CACHE = OrderedDict()  # key of a graph -> (the graph, its CSR, its transpose's CSR or None)
+_CSR_CACHE = OrderedDict()  # key of a graph -> [weak reference to the graph, its CSR, its transpose's CSR or None]
 _CSR_CACHE_SIZE = 8
-_CSR_LOCK = threading.Lock()
+_CSR_LOCK = threading.RLock()  # re-entrant: a graph's death (its weak reference's callback) may come while held
 
 
 def _graph_key(adj):
@@ -138,15 +139,23 @@ def _graph_key(adj):
 
 def _csr_entry(adj):
     r"""The cache entry of a coalesced, gradient-free COO graph (built on first use, least recently used
-    evicted). The entry holds the graph itself, so its memory cannot be reused by another tensor while
-    its key (storage addresses, version, size) is in the cache; ``detach()`` copies share the entry."""
+    evicted). The entry lives as long as the graph object it was built for: when that graph is freed (a model
+    of an earlier tuning trial, say) its CSR copies go with it, and its key (storage addresses, version, size)
+    can never match a later tensor that reuses the memory. ``detach()`` copies share the entry."""
     key = _graph_key(adj)
     with _CSR_LOCK:
         entry = _CSR_CACHE.get(key)
         if entry is not None:
             _CSR_CACHE.move_to_end(key)
             return entry
-    entry = [adj.detach(), to_csr(adj.detach()), None]
+    entry = [None, to_csr(adj.detach()), None]
+
+    def forget(_, key=key, entry=entry):
+        with _CSR_LOCK:
+            if _CSR_CACHE.get(key) is entry:
+                del _CSR_CACHE[key]
+
+    entry[0] = weakref.ref(adj, forget)
     with _CSR_LOCK:
         _CSR_CACHE[key] = entry
         while len(_CSR_CACHE) > _CSR_CACHE_SIZE:
@@ -179,9 +188,9 @@ def transpose_csr(indices, values, shape):
 
 def transposed_csr(adj):
     r"""Aᵀ of a gradient-free COO graph as CSR, computed once per graph (cached with A's CSR)."""
-    entry = _csr_entry(adj if adj.is_coalesced() else adj.coalesce())
+    graph = adj if adj.is_coalesced() else adj.coalesce()
+    entry = _csr_entry(graph)
     if entry[2] is None:
-        graph = entry[0]
         entry[2] = transpose_csr(graph.indices(), graph.values(), tuple(graph.shape))
     return entry[2]
 
