@@ -7,7 +7,8 @@
 #     DATASET  baby | baby-cold          (atoms converted from ../shared/data/baby on first use)
 #     JOB      baselines   BPR and LightGCN, each tuned on validation over its own grid
 #                          (properties/hyper/<Model>.hyper) on its native sampler (RecBole's), then x 3 seeds,
-#                          model by model (BPR's rows finish first)
+#                          model by model (BPR's rows finish first); the seed-123 run at the tuned point is the
+#                          search's best trial itself, taken over, not trained twice (tools/trial_run.py)
 #              multimodal  MICRO (sampled contrastive mode) and LATTICE x 3 seeds, seed by seed
 #              full        MICRO in full contrastive mode, seed 123 (row MICRO-full on the page)
 #              lambda      MICRO with lambda_coeff 1.0 (original graphs only, no learned graph), seed 123

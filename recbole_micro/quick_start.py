@@ -95,13 +95,23 @@ def _best_epoch_tracker(trainer, callback_fn=None):
     return track, seen
 
 
-def save_run_record(config, result):
-    """Write the full resolved config and the result beside the checkpoint (``<checkpoint>.json``)."""
-    path = os.path.splitext(result["checkpoint"])[0] + ".json"
+def record_path(checkpoint):
+    """The run record written beside a best checkpoint: ``<checkpoint stem>.json``."""
+    return os.path.splitext(str(checkpoint))[0] + ".json"
+
+
+def plain_config(config):
+    """The resolved config as the run record stores it: JSON data, other values as their ``str``."""
     resolved = {k: v if isinstance(v, (int, float, str, bool, list, dict, type(None))) else str(v)
                 for k, v in config.final_config_dict.items()}
+    return json.loads(json.dumps(resolved, default=str))
+
+
+def save_run_record(config, result):
+    """Write the full resolved config and the result beside the checkpoint (``<checkpoint>.json``)."""
+    path = record_path(result["checkpoint"])
     with open(path, "w", encoding="utf-8") as f:
-        json.dump({"result": result, "config": resolved}, f, indent=1, default=str)
+        json.dump({"result": result, "config": plain_config(config)}, f, indent=1, default=str)
     return path
 
 
@@ -129,6 +139,19 @@ def run_recbole_micro(model=None, dataset=None, config_file_list=None, config_di
     if not config["single_spec"]:
         torch.distributed.destroy_process_group()
     return result
+
+
+def test_checkpoint(model, dataset, config_file_list, config_dict, checkpoint, per_user=None):
+    r"""``(test_result, per_user_values)`` of a saved run's best checkpoint, scored on test as the final test of
+    ``run_recbole_micro`` scores it: the run rebuilt from the same config, nothing trained (``per_user``: metric
+    keys as there; values ``None`` without)."""
+    from recbole_micro.per_user import PerUserValues
+
+    config, _, trainer, (_, _, test_data) = build(model, dataset, config_file_list, config_dict)
+    capture = PerUserValues(trainer, per_user) if per_user else contextlib.nullcontext()
+    with capture:
+        test_result = trainer.evaluate(test_data, model_file=str(checkpoint), show_progress=config["show_progress"])
+    return test_result, capture.values(test_data._dataset) if per_user else None
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True, checkpoint_file=None, resume=None,

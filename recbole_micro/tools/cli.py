@@ -129,6 +129,9 @@ def build_compare_parser(prog="run_compare.py"):
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted comparison: keep its finished (model, seed) runs and continue "
                         "the unfinished one from its checkpoint (implies --append)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train a tuned model's run on the search's own seed again instead of taking over the "
+                        "search's best trial, which is that run (same seed and configuration)")
     parser.add_argument("--name", default=None,
                         help="file this job's runs (one model) under another row of the page, for a labelled variant "
                         "beside the model's own row, e.g. --models MICRO --name MICRO-lambda1 --lambda_coeff=1.0")
@@ -163,7 +166,7 @@ def run_compare(args, overrides, prog="run_compare.py", argv=None):
         with sigterm_interrupts():
             doc = run_comparison(args.dataset, args.models, args.epochs, args.tuned, overrides, args.config_files,
                                  args.out, args.append, command_line(prog, argv), seeds=args.seeds,
-                                 resume=args.resume, name=args.name)
+                                 resume=args.resume, name=args.name, retrain=args.retrain)
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM
         code, word = interruption(stop)
         print(f"\n[compare] {word}: finished runs are kept in {json_path(args.out, args.dataset)}; continue "

@@ -30,6 +30,8 @@ from recbole_micro.tools.results import (
     UNFINISHED, get_run, json_path, load_results, new_doc, per_user_file, put_run, save_per_user, save_results,
 )
 from recbole_micro.tools.space import HYPER_DIR, read_hyper_file
+from recbole_micro.tools.trial_run import announce as announce_trial
+from recbole_micro.tools.trial_run import trial_result
 from recbole_micro.tools.values import check_model, known_keys, parse_overrides, resolve_config, typed_params
 
 class ComparisonFailed(RecboleMicroError):
@@ -72,6 +74,14 @@ def _hyper_keys(model):
     return keys
 
 
+def per_user_metrics(config, per_user=PER_USER_METRICS):
+    """The metrics of ``per_user`` a run of ``config`` can store per test user (full ranking, within its topk)."""
+    mode = (config["eval_args"] or {}).get("mode")
+    full = (mode.get("test") if isinstance(mode, dict) else mode) == "full"  # per-user values need full ranking
+    return [m for m in per_user if full and m.split("@")[0] in [x.lower() for x in config["metrics"]]
+            and int(m.split("@")[1]) <= max(config["topk"])]
+
+
 def run_model(model, dataset, config_dict, config_files=None, prefix="[compare]", checkpoint_file=None,
               resume=None, per_user=PER_USER_METRICS, label=""):
     r"""Train and test one model; returns its result entry (metrics, cost, resolved protocol settings) and,
@@ -79,18 +89,38 @@ def run_model(model, dataset, config_dict, config_files=None, prefix="[compare]"
     from recbole_micro.quick_start import run_recbole_micro
 
     config = resolve_config(model, dataset, config_files, config_dict)
-    budget, metric = config["epochs"], config["valid_metric"].lower()
-    mode = (config["eval_args"] or {}).get("mode")
-    full = (mode.get("test") if isinstance(mode, dict) else mode) == "full"  # per-user values need full ranking
-    wanted = [m for m in per_user if full and m.split("@")[0] in [x.lower() for x in config["metrics"]]
-              and int(m.split("@")[1]) <= max(config["topk"])]
     print(f"{prefix} {model}{label} on {dataset}: {'resuming from ' + resume if resume else 'training'} (budget "
-          f"{budget} epochs, validating every {config['eval_step']}, patience {config['stopping_step']})", flush=True)
-    with epoch_lines(f"{prefix} {model}{label}", budget, metric):
+          f"{config['epochs']} epochs, validating every {config['eval_step']}, patience {config['stopping_step']})",
+          flush=True)
+    with epoch_lines(f"{prefix} {model}{label}", config["epochs"], config["valid_metric"].lower()):
         sys.argv = sys.argv[:1]
         result = run_recbole_micro(model=model, dataset=dataset, config_file_list=config_files,
                                    config_dict=dict(config_dict), saved=True, resume=resume,
-                                   checkpoint_file=checkpoint_file, per_user=wanted or None)
+                                   checkpoint_file=checkpoint_file, per_user=per_user_metrics(config, per_user) or None)
+    return run_entry(model, config, result, prefix, label)
+
+
+def trial_entry_of(tuned, model, dataset, config_dict, config_files=None, prefix="[compare]",
+                   per_user=PER_USER_METRICS, label="", row=None):
+    r"""The result entry of this run taken from the tuning trial ``tuned`` names when that trial is this run
+    (``tools.trial_run``), else ``None`` (the run is to be trained)."""
+    from recbole_micro.quick_start import test_checkpoint
+
+    config = resolve_config(model, dataset, config_files, config_dict)
+
+    def rescore(checkpoint, metrics):
+        sys.argv = sys.argv[:1]
+        return test_checkpoint(model, dataset, config_files, dict(config_dict), checkpoint, metrics or None)
+
+    result, note = trial_result(tuned, config, per_user_metrics(config, per_user), rescore)
+    announce_trial(prefix, row or model, label, tuned, result, note, config["valid_metric"].lower())
+    return None if result is None else run_entry(model, config, result, prefix, label)
+
+
+def run_entry(model, config, result, prefix="[compare]", label=""):
+    r"""A run's result entry (metrics, cost, resolved protocol settings) from its ``run_recbole_micro`` result;
+    its per-user test values under ``"per_user_values"`` (not part of the JSON)."""
+    budget, metric = config["epochs"], config["valid_metric"].lower()
     resolved = {}
     if result.get("record") and os.path.isfile(result["record"]):
         with open(result["record"], encoding="utf-8") as f:
@@ -154,7 +184,7 @@ def _variant_name(name, models):
 
 
 def run_comparison(dataset, models, epochs=None, tuned=None, overrides=None, config_files=None, out="results",
-                   append=False, command=None, seeds=None, resume=False, name=None):
+                   append=False, command=None, seeds=None, resume=False, name=None, retrain=False):
     r"""Run ``models`` one after the other on ``dataset`` under one protocol; write JSON and page.
 
     ``epochs`` overrides the epoch budget of every model; ``tuned`` (tuning export paths) supplies each
@@ -164,8 +194,10 @@ def run_comparison(dataset, models, epochs=None, tuned=None, overrides=None, con
     ``<out>/<dataset>.json`` (a (model, seed) run again replaces its old entry); ``resume`` also keeps
     its finished runs and continues its unfinished one from its checkpoint. ``name`` (one model only)
     files the runs under that row instead of the model's, for a labelled variant (``MICRO-full``, a
-    switch turned off) beside the model's own row. The JSON is saved when each run starts and ends, so
-    an interruption keeps the finished ones. Returns the results document.
+    switch turned off) beside the model's own row. A tuned run on the search's own seed takes the search's
+    best trial over when it is the same run (``tools.trial_run``: its checkpoint scored on test again, not
+    trained twice); ``retrain`` trains it anyway. The JSON is saved when each run starts and ends, so an
+    interruption keeps the finished ones. Returns the results document.
     """
     models = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
     if not models:
@@ -201,7 +233,7 @@ def run_comparison(dataset, models, epochs=None, tuned=None, overrides=None, con
     path = json_path(out, dataset)
     if (append or resume) and os.path.isfile(path) and load_results(path)["dataset"] != dataset:
         raise ConfigError(f"{path} holds results for another dataset than {dataset}")
-    job = _Job(dataset, out, command, fresh=not (append or resume))
+    job = _Job(dataset, out, command, fresh=not (append or resume), take_over=not retrain)
     plan = [(m, s) for m in models for s in (seed_list or [None])]
     entries = []
     for index, (model, seed) in enumerate(plan, 1):
@@ -240,8 +272,9 @@ class _Job:
     the first save of a non-append job, else merged into what is on disk now (re-read before each save, so
     jobs appending to the same dataset side by side keep each other's runs). Re-renders the page."""
 
-    def __init__(self, dataset, out, command, fresh):
+    def __init__(self, dataset, out, command, fresh, take_over=True):
         self.dataset, self.out, self.command, self.fresh = dataset, out, command, fresh
+        self.take_over = take_over  # a tuned run may take the search's trial of its seed over (tools.trial_run)
         self.doc = None
 
     def on_disk(self):
@@ -287,6 +320,22 @@ class _Job:
             resume_file = resume_point(checkpoint)
             sittings = previous.get("sittings", 1) + 1
             earlier_seconds = previous.get("train_seconds") or 0.0
+        base = {"model": model, **({"name": name} if name else {}), "seed": seed, "overrides": plain(fixed),
+                "tuned_from": {k: v for k, v in tuned.items() if k != "params"} if tuned else None,
+                "command": self.command, "sittings": sittings}
+        if tuned and self.take_over and resume_file is None:  # the search's best trial may be this very run
+            try:
+                entry = trial_entry_of(tuned, model, self.dataset, config_dict, config_files, prefix, label=label,
+                                       row=row)
+            except RecboleMicroError as error:  # e.g. its checkpoint does not fit this dataset's ids
+                print(f"{prefix} {row}{label}: trial {tuned['trial']} of {tuned['source']} is not taken over "
+                      f"({error}): trained", file=sys.stderr, flush=True)
+                entry = None
+            except Exception as error:  # noqa: BLE001 - one failing model must not lose the others' results
+                return self._failed(model, seed, prefix, error, time.time(), tuned, fixed, name)
+            if entry is not None:
+                return self._finish(entry, dict(base, from_trial={"source": tuned["source"], "trial": tuned["trial"]}),
+                                    row, seed)
         checkpoint = checkpoint or _checkpoint_name(config, row, seed)
         with contextlib.ExitStack() as stack:
             try:  # a second job on the same JSON (started twice, side by side) leaves a run in training alone
@@ -294,9 +343,6 @@ class _Job:
             except Busy as busy:
                 print(f"{prefix} {row}{label} seed {seed}: {busy}: skipped", flush=True)
                 return previous
-            base = {"model": model, **({"name": name} if name else {}), "seed": seed, "overrides": plain(fixed),
-                    "tuned_from": {k: v for k, v in tuned.items() if k != "params"} if tuned else None,
-                    "command": self.command, "sittings": sittings}
             started, started_text = time.time(), now()
             self.save(dict(base, status="running", checkpoint=checkpoint, started=started_text,
                            train_seconds=earlier_seconds))
@@ -309,17 +355,23 @@ class _Job:
                 raise
             except Exception as error:  # noqa: BLE001 - one failing model must not lose the others' results
                 return self._failed(model, seed, prefix, error, started, tuned, fixed, name)
-            values = entry.pop("per_user_values", None)
-            entry.update(base)
             entry["train_seconds"] = earlier_seconds + entry["train_seconds"]
-            if values is not None:
-                relative = per_user_file(self.dataset, row, seed)
-                save_per_user(self.out, relative, values)
-                entry["per_user"] = {"file": relative, "metrics": [k for k in values if k != "users"],
-                                     "users": int(len(values["users"]))}
-            entry["finished"] = now()
-            self.save(entry)
-            return entry
+            return self._finish(entry, base, row, seed)
+
+    def _finish(self, entry, base, row, seed):
+        """Save a finished run: its per-user values into their file, its entry (with ``base``) into the JSON."""
+        values = entry.pop("per_user_values", None)
+        train_seconds = entry["train_seconds"]
+        entry.update(base)
+        entry["train_seconds"] = train_seconds
+        if values is not None:
+            relative = per_user_file(self.dataset, row, seed)
+            save_per_user(self.out, relative, values)
+            entry["per_user"] = {"file": relative, "metrics": [k for k in values if k != "users"],
+                                 "users": int(len(values["users"]))}
+        entry["finished"] = now()
+        self.save(entry)
+        return entry
 
     def _failed(self, model, seed, prefix, error, started, tuned, fixed, name=None):
         message = str(error) if isinstance(error, RecboleMicroError) else one_line(error)

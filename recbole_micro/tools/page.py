@@ -570,6 +570,10 @@ def _settings_section(doc, models):
                   else "defaults (RecBole's model yaml + the plugin's)")
         if tuned and tuned.get("dataset") not in (None, doc["dataset"]):  # e.g. cold start on Baby's points
             source += f", selected on {tuned['dataset']}'s validation split, not this dataset's"
+        taken = sorted(run["seed"] for run in _ok(doc, model) if run.get("from_trial"))
+        if taken:  # tools.trial_run: the search's trial on its own seed is that run
+            source += (f"; seed {', '.join(map(str, taken))}: that trial itself (the search's seed and configuration; "
+                       f"scored on test again from its checkpoint, not trained twice)")
         extra = {k: v for k, v in (r.get("overrides") or {}).items()
                  if k not in ("data_path", "checkpoint_dir", "state", "show_progress", "progress_every", "log_wandb",
                               "seed")
