@@ -78,6 +78,13 @@ def _remove_checkpoint(trial, tmp_path):
     os.remove(trial["checkpoint"])
 
 
+def _drop_a_recorded_key(trial, tmp_path):  # a trial run before the plugin had the key
+    path = record_path(trial["checkpoint"])
+    record = json.loads(open(path).read())
+    del record["config"]["tie_break"]
+    open(path, "w").write(json.dumps(record))
+
+
 def _alter_recorded_test(trial, tmp_path):
     path = record_path(trial["checkpoint"])
     record = json.loads(open(path).read())
@@ -87,6 +94,7 @@ def _alter_recorded_test(trial, tmp_path):
 
 @pytest.mark.parametrize("change, extra, note", [
     (None, {"stopping_step": 4}, "it ran with other values of stopping_step"),
+    (_drop_a_recorded_key, {}, "its run record predates the keys tie_break"),
     (_remove_checkpoint, {}, "is gone"),
     (_alter_recorded_test, {}, "the trial recorded"),
 ])

@@ -65,7 +65,10 @@ def trial_result(tuned, config, per_user, rescore):
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         return None, f"its run record {record} cannot be read ({type(error).__name__})"
     if changed:
-        return None, f"it ran with other values of {', '.join(changed[:4])}{' ...' if len(changed) > 4 else ''}"
+        older = [k for k in changed if k not in recorded]  # keys the plugin gained after the trial ran
+        shown = ", ".join((older or changed)[:4]) + (" ..." if len(older or changed) > 4 else "")
+        return None, (f"its run record predates the keys {shown}" if older
+                      else f"it ran with other values of {shown}")
     test_result, values = rescore(checkpoint, per_user)
     if plain(test_result) != before.get("test_result"):
         return None, (f"its checkpoint scores {plain(test_result)} on test now, the trial recorded "
