@@ -30,6 +30,7 @@ import tempfile
 import numpy as np
 import torch
 
+from recbole_micro import other_parameters
 from recbole_micro.checkpoint_fields import check_fields
 from recbole_micro.errors import CheckpointError, ConfigError
 
@@ -122,7 +123,12 @@ def load_state(model, checkpoint, path):
             f"data and config, or retrain"
         )
     model.load_state_dict(saved)
-    model.load_other_parameter(other_parameters_for(model, checkpoint.get("other_parameter")))
+    try:
+        extra = other_parameters.from_data(checkpoint.get("other_parameter"))
+    except (ValueError, TypeError, IndexError) as error:  # scipy's own checks of an altered matrix
+        raise CheckpointError(f"checkpoint {path} holds a malformed matrix in 'other_parameter' ({error}); use "
+                              f"another checkpoint or retrain") from None
+    model.load_other_parameter(other_parameters_for(model, extra))
 
 
 def other_parameters_for(model, saved):

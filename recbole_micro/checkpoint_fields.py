@@ -14,6 +14,7 @@ import random
 import numpy as np
 import torch
 
+from recbole_micro import other_parameters
 from recbole_micro.errors import CheckpointError
 
 KINDS = ("best", "last")
@@ -36,14 +37,13 @@ def _is_str_list(value):
     return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
 
 
-def _tensors(value, allow_plain=False):
-    """The first key of the dict ``value`` whose value is not a tensor (``allow_plain``: or None or a number),
-    '' when all are, None when ``value`` is no dict."""
+def _tensors(value):
+    """The first key of the dict ``value`` whose value is not a tensor, '' when all are, None when ``value`` is no
+    dict."""
     if not isinstance(value, dict):
         return None
     for key, item in value.items():
-        plain = allow_plain and (item is None or _is_number(item))
-        if not isinstance(key, str) or not (torch.is_tensor(item) or plain):
+        if not isinstance(key, str) or not torch.is_tensor(item):
             return key if isinstance(key, str) else repr(key)
     return ""
 
@@ -104,12 +104,8 @@ def _problem(name, value):
             return f"is {_what(value)}; it must map parameter names to tensors"
         return f"has '{bad}' = {_what(value[bad])}; every parameter must be a tensor" if bad else ""
     if name == "other_parameter":
-        if value is None:
-            return ""
-        bad = _tensors(value, allow_plain=True)
-        if bad is None:
-            return f"is {_what(value)}; it must map names to tensors"
-        return f"has '{bad}' = {_what(value[bad])}; it must be a tensor, a number or None" if bad else ""
+        found = other_parameters.problem(value)
+        return f"is {_what(value)}; {found}" if found.startswith("it ") else found
     if name in ("epoch", "cur_step"):  # RecBole saves epoch -1 when a run starts with no epoch left to train
         low = -1 if name == "epoch" else 0
         return "" if _is_int(value) and value >= low else f"is {_what(value)}; it must be an integer >= {low}"

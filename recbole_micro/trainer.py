@@ -21,6 +21,7 @@ import torch
 from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import set_color
 
+from recbole_micro import other_parameters
 from recbole_micro.checkpoint import (
     FORMAT, best_checkpoint_of, check_compatible, check_finite_weights, last_checkpoint, load_checkpoint, load_state,
     nonfinite_parameter, plain_numbers, rng_state, save_checkpoint, set_rng_state,
@@ -99,7 +100,7 @@ class SafeCheckpointMixin:
             "best_valid_score": float(self.best_valid_score),
             "best_valid_result": plain_numbers(best_result),
             "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
+            "other_parameter": other_parameters.to_data(self.model),  # numpy / scipy as tensors
             "optimizer": self.optimizer.state_dict(),
             "kind": kind,
             "best_checkpoint": str(self.saved_model_file),

@@ -132,6 +132,10 @@ FIELD_CASES = [  # (id, edit, expected part of the line)
     ("state_dict-str", _first_parameter_as_text,
      "field 'state_dict' has 'user_embedding.weight' = 'hello' (a str); every parameter must be a tensor"),
     ("other_parameter-str", _set("other_parameter", "x"), "field 'other_parameter' is 'x' (a str)"),
+    ("other_parameter-matrix", _set("other_parameter", {"w": {"kind": "scipy sparse", "format": "csr", "stored": "csr",
+                                                              "shape": [3, 3], "data": torch.ones(2),
+                                                              "indices": torch.zeros(2), "indptr": torch.zeros(2)}}),
+     "field 'other_parameter' has 'w' = {'kind': 'scipy sparse'"),
     ("best_valid_score-str", _set("best_valid_score", "x"),
      "field 'best_valid_score' is 'x' (a str); it must be a number"),
 ]
