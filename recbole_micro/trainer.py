@@ -80,6 +80,18 @@ class SafeCheckpointMixin:
         step = self.config["last_checkpoint_step"]
         return self.eval_step if step is None else int(step)
 
+    def save_pretrained_model(self, epoch, saved_model_file):
+        """RecBole's pre-training checkpoint (RaCT's pre-training stages, ``<model>-<dataset>-<epoch>.pth``) as data
+        only, like every checkpoint here: RecBole's own pickles the ``Config`` object, which this plugin's loader
+        refuses at the final test (and ``torch.load`` of a later stage's ``pre_model_path`` on torch >= 2.6)."""
+        if self._data_identity is None and self._fit_train_data is not None:
+            self.record_data(self._fit_train_data._dataset)
+        save_checkpoint({"format": FORMAT, "config": config_to_data(self.config), "epoch": int(epoch),
+                         "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                         "other_parameter": other_parameters.to_data(self.model), "data": self._data_identity},
+                        saved_model_file)
+        self.saved_model_file = saved_model_file
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return

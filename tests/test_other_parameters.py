@@ -78,3 +78,21 @@ def test_memory_based_baselines_score_the_same_from_their_checkpoint(tmp_path, s
     assert {k: type(v) for k, v in net.other_parameter().items()} == kinds
     top = recommend(trainer.saved_model_file, ["1", "2"], topk=5)  # a fresh process's way in
     assert [len(r["items"]) for r in top] == [5, 5]
+
+
+def test_ract_pretraining_stages_save_data_only_files_the_next_stage_and_the_test_read(tmp_path, synthetic):
+    """RaCT trains in three stages, each from the file the one before saved (``pre_model_path``); RecBole's
+    pre-training save pickles its Config, which the final test refused. Each stage's file is data only now and
+    scores as the model in memory did."""
+    name = synthetic("syn", **SMALL)
+    previous = None
+    for stage in ("actor_pretrain", "critic_pretrain", "finetune"):
+        config = run_config(tmp_path / stage, data_path=str(tmp_path), epochs=2, pretrain_epochs=2, save_step=1,
+                            train_stage=stage, **({"pre_model_path": previous} if previous else {}))
+        _, net, trainer, (train, valid, test) = build("RaCT", name, None, config)
+        trainer.fit(train, valid, saved=True)
+        in_memory = trainer.evaluate(test, load_best_model=False)
+        saved = load_checkpoint(trainer.saved_model_file)  # weights_only, data only
+        assert saved["config"]["model"] == "RaCT" and isinstance(saved["config"], dict)
+        assert trainer.evaluate(test, load_best_model=True) == in_memory, stage
+        previous = trainer.saved_model_file

@@ -1,0 +1,50 @@
+"""Every general model of RecBole runs through the plugin — trained, tested from its saved (data-only)
+checkpoint and recommending from it — so a comparison may include any of RecBole's baselines, the
+memory-based ones (ItemKNN, EASE, SLIMElastic, AsymKNN) and RaCT's pre-training included."""
+
+import importlib.util
+import inspect
+
+import pytest
+import recbole.model.general_recommender as general
+from recbole.model.abstract_recommender import GeneralRecommender
+
+from conftest import run_config
+from recbole_micro.checkpoint import load_checkpoint
+from recbole_micro.quick_start import run_recbole_micro
+from recbole_micro.recommend import recommend
+
+MODELS = sorted(name for name, cls in inspect.getmembers(general, inspect.isclass)
+                if issubclass(cls, GeneralRecommender) and cls is not GeneralRecommender)
+EXTRA = {
+    "RaCT": {"pretrain_epochs": 2, "save_step": 1},  # its first stage, actor pre-training, shortened
+    # RecBole's DGCF samples max(users, items) / batches ids of each for its correlation loss: several batches
+    "DGCF": {"train_batch_size": 256},
+}
+NEEDS = {"NCL": "faiss"}  # RecBole imports it inside the model
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from recbole_micro.data.synthetic import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("recbole-models")
+    make_synthetic_dataset(str(root), "syn", n_users=120, n_items=100, n_clusters=8, per_user=(6, 10))
+    return root
+
+
+def test_the_list_is_recboles_own():
+    assert len(MODELS) >= 30 and {"BPR", "LightGCN", "EASE", "ItemKNN", "RaCT", "Pop"} <= set(MODELS)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_recbole_general_model_trains_tests_and_recommends(data, model, tmp_path):
+    if model in NEEDS and importlib.util.find_spec(NEEDS[model]) is None:
+        pytest.skip(f"RecBole's {model} needs {NEEDS[model]}, not installed here (pip install {NEEDS[model]}-cpu)")
+    config = run_config(tmp_path, data_path=str(data), epochs=2, eval_step=1, **EXTRA.get(model, {}))
+    result = run_recbole_micro(model=model, dataset="syn", config_dict=config)
+    assert 0.0 <= result["test_result"]["recall@20"] <= 1.0
+    saved = load_checkpoint(result["checkpoint"])  # weights_only: data only
+    assert saved["config"]["model"] == model
+    top = recommend(result["checkpoint"], ["1", "2"], topk=5)
+    assert [len(r["items"]) for r in top] == [5, 5] and all(len(set(r["items"])) == 5 for r in top)
