@@ -35,10 +35,12 @@ class EvalCollector(Collector):
         items_before = len(self.data_struct["rec.items"]) if "rec.items" in self.data_struct else 0
         # the positives' columns, on the device RecBole keeps its positives on
         columns = self.position[positive_i.to(self.position.device)].to(positive_i.device)
-        super().eval_batch_collect(scores_tensor[:, self.order], interaction, positive_u, columns)
+        # on the scores' device: RecBole's memory-based models (EASE, ItemKNN, ...) score on the CPU in a GPU run
+        order = self.order.to(scores_tensor.device)
+        super().eval_batch_collect(scores_tensor[:, order], interaction, positive_u, columns)
         if "rec.items" in self.data_struct:  # top-k columns back to item ids
             items = self.data_struct["rec.items"]
-            items[items_before:] = self.order[items[items_before:]]
+            items[items_before:] = order.to(items.device)[items[items_before:]]
 
     def get_data_struct(self):
         held = {key: self.data_struct[key] for key in TRAINING_DATA_KEYS if key in self.data_struct}

@@ -134,5 +134,6 @@ class CandidateEvalMixin:
     def _full_sort_batch_eval(self, batched_data):
         interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
         if self._non_candidates is not None:
-            scores.masked_fill_(self._non_candidates, -np.inf)  # broadcast over the batch's users
+            # broadcast over the batch's users; on the scores' device (a memory-based model scores on the CPU)
+            scores.masked_fill_(self._non_candidates.to(scores.device), -np.inf)
         return interaction, scores, positive_u, positive_i

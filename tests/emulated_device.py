@@ -11,7 +11,7 @@ onto the CPU). Inside ``emulated_accelerator()``:
   ``.cpu()`` / ``.to("cpu")`` return an untagged tensor. Results of an op on tagged tensors are tagged;
 * CUDA's device checks are applied to every torch call: indexing a host tensor with device indices
   raises CUDA's own message ("indices should be either on cpu or on the same device as the indexed
-  tensor (cpu)"), any other op whose tensor operands live on both sides raises "Expected all tensors to
+  tensor (cpu)"; ``index_put_`` likewise, its values on self's device), any other op whose tensor operands live on both sides raises "Expected all tensors to
   be on the same device", and ``.numpy()`` of a device tensor raises as it does on CUDA. Allowed, as on
   CUDA: copies (``copy_``, ``to``), 0-dim host tensors (scalars) and indexing a device tensor with host
   indices.
@@ -35,6 +35,9 @@ _TAGGED = {}  # id(tensor) -> weakref(tensor)
 _COPIES = {torch.Tensor.copy_, torch.Tensor.to, torch.Tensor.cpu, torch.Tensor.cuda, torch.Tensor.__reduce_ex__,
            torch.Tensor.__deepcopy__, torch.Tensor.__setstate__, torch.Tensor.__repr__, torch.Tensor.__format__,
            torch._has_compatible_shallow_copy_type, torch.Tensor.__setitem__, torch.Tensor.__getitem__}
+
+
+_INDEX_PUT = {torch.Tensor.index_put_, torch.Tensor.index_put, torch.index_put}
 
 
 class DeviceMismatch(RuntimeError):
@@ -100,6 +103,14 @@ def _check(func, args, kwargs):
     if func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__):
         if not on_device(args[0]) and any(on_device(t) for t in _tensors(args[1:2], [])):
             raise DeviceMismatch("indices should be either on cpu or on the same device as the indexed tensor (cpu)")
+        return
+    if func in _INDEX_PUT:  # indices as for indexing (each on the host or self's device); values on self's device
+        if not on_device(args[0]) and any(on_device(t) for t in _tensors(args[1:2], [])):
+            raise DeviceMismatch("indices should be either on cpu or on the same device as the indexed tensor (cpu)")
+        values = _tensors((args[2:], kwargs.get("values")), [])
+        if any(on_device(v) != on_device(args[0]) and v.dim() > 0 for v in values):
+            raise DeviceMismatch(f"Expected all tensors to be on the same device, but found at least two devices, "
+                                 f"{ACCELERATOR} and cpu! (in index_put_)")
         return
     if func in (torch.Tensor.numpy, torch.Tensor.__array__) and on_device(args[0]):
         raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to copy the tensor to "

@@ -67,6 +67,13 @@ def test_the_emulation_applies_cudas_device_checks(tmp_path):
         with pytest.raises(DeviceMismatch, match="Expected all tensors to be on the same device"):
             torch.nn.functional.embedding(torch.tensor([1]), moved)
         assert on_device(moved * torch.tensor(2.0))  # a 0-dim host tensor is a scalar
+        grid = torch.zeros(2, 3).to(ACCELERATOR)  # index_put_ as CUDA's: indices on the host or self's device
+        grid.index_put_((torch.tensor([0, 1]), torch.tensor([2, 0]).to(ACCELERATOR)), torch.ones(2).to(ACCELERATOR))
+        assert on_device(grid) and grid.cpu().sum().item() == 2.0
+        with pytest.raises(DeviceMismatch, match="indices should be either on cpu or on the same device"):
+            torch.zeros(2, 3).index_put_((torch.tensor([0]).to(ACCELERATOR),), torch.ones(3))
+        with pytest.raises(DeviceMismatch, match=r"found at least two devices, meta and cpu! \(in index_put_\)"):
+            grid.index_put_((torch.tensor([0]),), torch.ones(3))  # the values must be on self's device
         with pytest.raises(TypeError, match="can't convert cuda:0 device type tensor to numpy"):
             moved.numpy()
         assert moved.cpu().numpy().tolist() == values.numpy().tolist() and not on_device(moved.cpu())
