@@ -74,6 +74,14 @@ def test_the_search_seeds_run_is_its_trial_and_equals_training_it_again(searched
     assert "that trial itself" not in (tmp_path / "retrained" / "syn.md").read_text()
 
 
+def _export_without_checkpoints(trial, tmp_path):  # as a Ray search's export may be
+    path = tmp_path / "tune" / "BPR-syn.json"
+    doc = json.loads(path.read_text())
+    for entry in doc["trials"]:
+        entry["checkpoint"] = None
+    path.write_text(json.dumps(doc))
+
+
 def _remove_checkpoint(trial, tmp_path):
     os.remove(trial["checkpoint"])
 
@@ -96,6 +104,7 @@ def _alter_recorded_test(trial, tmp_path):
     (None, {"stopping_step": 4}, "it ran with other values of stopping_step"),
     (_drop_a_recorded_key, {}, "its run record predates the keys tie_break"),
     (_remove_checkpoint, {}, "is gone"),
+    (_export_without_checkpoints, {}, "the export names no checkpoint of it"),
     (_alter_recorded_test, {}, "the trial recorded"),
 ])
 def test_a_trial_that_is_not_this_run_is_not_taken_over(searched, tmp_path, capsys, change, extra, note):

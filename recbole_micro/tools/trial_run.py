@@ -46,10 +46,10 @@ def trial_result(tuned, config, per_user, rescore):
     from recbole_micro.quick_start import plain_config, record_path
 
     trial, doc = _trial(tuned)
-    if trial is None or trial.get("status") != "ok" or not trial.get("checkpoint"):
-        return None, f"trial {tuned['trial']} of {tuned['source']} names no finished run's checkpoint"
     if doc.get("seed") != config["seed"] or doc.get("dataset") != config["dataset"]:
         return None, ""
+    if trial is None or trial.get("status") != "ok" or not trial.get("checkpoint"):
+        return None, "the export names no checkpoint of it"
     try:
         checkpoint = check_run_checkpoint(trial["checkpoint"], config["checkpoint_dir"], tuned["source"])
     except RecboleMicroError:
