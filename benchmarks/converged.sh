@@ -8,7 +8,8 @@
 #     JOB      baselines   BPR and LightGCN, each tuned on validation over its own grid
 #                          (properties/hyper/<Model>.hyper) on its native sampler (RecBole's), then x 3 seeds,
 #                          model by model (BPR's rows finish first); the seed-123 run at the tuned point is the
-#                          search's best trial itself, taken over, not trained twice (tools/trial_run.py)
+#                          search's best trial itself, taken over, not trained twice (tools/trial_run.py);
+#                          MODELS=EASE adds RecBole's EASE (closed form, its 8-point lambda grid)
 #              multimodal  MICRO (sampled contrastive mode) and LATTICE x 3 seeds, seed by seed
 #              full        MICRO in full contrastive mode, seed 123 (row MICRO-full on the page)
 #              lambda      MICRO with lambda_coeff 1.0 (original graphs only, no learned graph), seed 123
