@@ -156,6 +156,11 @@ class SafeCheckpointMixin:
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._fit_train_data, self._fit_saved = train_data, saved
+        if valid_data and 0 < self.epochs < self.eval_step:
+            # RecBole's Trainer validates every min(eval_step, epochs) epochs, but its TraditionalTrainer (EASE,
+            # ItemKNN, ...) sets the budget to one epoch after that: never validated, no best checkpoint saved, and
+            # the test would find none
+            self.eval_step = self.epochs
         if self._data_identity is None:
             self.record_data(train_data._dataset)
         if self._resume_rng is not None:  # after a resume: the random streams as they were at the save

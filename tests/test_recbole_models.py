@@ -88,3 +88,16 @@ def test_cold_candidates_of_a_cpu_scoring_model_on_an_accelerator(cold_data, tmp
     with emulated_accelerator():
         gpu, _ = _run(cold_data, "EASE", tmp_path / "gpu", eval_candidates="cold")
     assert gpu["test_result"] == cpu["test_result"] and gpu["best_valid_result"] == cpu["best_valid_result"]
+
+
+@pytest.mark.parametrize("model", ["EASE", "ItemKNN"])
+def test_a_one_epoch_model_is_validated_whatever_the_validation_period(data, tmp_path, model):
+    """RecBole's Trainer validates every min(eval_step, epochs) epochs; its TraditionalTrainer then fixes the
+    budget of EASE, ItemKNN, ... at one epoch, so with the reference protocol's eval_step 5 RecBole validated
+    nothing, saved no checkpoint, and the test stopped with 'checkpoint ... does not exist' (every trial of a
+    search failed so). That epoch is validated now."""
+    config = run_config(tmp_path, data_path=str(data), epochs=50, eval_step=5)
+    result = run_recbole_micro(model=model, dataset="syn", config_dict=config)
+    assert result["epochs_run"] == 1 and result["best_epoch"] == 0
+    assert result["best_valid_result"]["recall@20"] == result["best_valid_score"] > 0
+    assert 0 < result["test_result"]["recall@20"] <= 1
