@@ -219,6 +219,7 @@ def _fit_and_test(config, net, trainer, data, saved=True, resume=None, callback_
     result["checkpoint"] = trainer.saved_model_file if saved else None
     result["epochs_run"] = len(trainer.train_loss_dict)
     result["start_epoch"] = start_epoch
+    result["epoch_budget"] = trainer.epochs  # the config's, or 1 where RecBole's TraditionalTrainer fixes it
     result["seconds_per_epoch"] = seconds / max(1, result["epochs_run"])
     result["params"] = sum(p.numel() for p in net.parameters() if p.requires_grad)
     result["best_epoch"] = best_epoch  # 0-based index of the selected epoch (None: no validation)

@@ -117,3 +117,18 @@ def test_when_validation_chooses_a_variant_of_micro_it_is_tested_against_each_mo
     assert len(chosen_rows) == len(classes) and "VBPR-zero" in chosen_rows and "VBPR" not in chosen_rows
     assert "BPR" in chosen_rows and "BPR-user" not in chosen_rows and "MICRO-lambda1" not in chosen_rows
     assert all(chosen_rows[row] == main_rows[row] for row in chosen_rows)
+
+
+def test_a_one_epoch_model_is_named_beside_the_epoch_budget():
+    """RecBole trains EASE, ItemKNN, ... in one closed-form epoch: the budget stays the other models' one number,
+    with them named beside it, and the validation interval is still stated."""
+    doc = load_results(str(REPO / "results" / "baby.json"))
+    doc["order"] = [m for m in doc["order"] if m != "EASE"]
+    doc["runs"].pop("EASE", None)
+    run = dict(model_runs(doc, "BPR", "ok")[0], model="EASE", epoch_budget=1, epochs_run=1, early_stopped=False)
+    doc["runs"]["EASE"], doc["order"] = {str(run["seed"]): run}, doc["order"] + ["EASE"]
+    text = page.render_page(doc, "baby.png", out="results", data_dir=str(REPO / "results"))
+    assert "- **Epoch budget:** 1000 (EASE: 1, computed in one pass, validated after it); validation every 5 epochs" \
+        in text
+    row = next(line for line in text.splitlines() if line.startswith("| EASE |"))
+    assert "| 1 / 1 |" in row and "early stop" not in row

@@ -65,10 +65,13 @@ def load_tuned(files):
     return tuned
 
 
-def _hyper_keys(model):
-    """Names of the model's searched parameters (from its shipped .hyper file), for the settings table."""
+def _hyper_keys(model, config):
+    """Names of the model's searched parameters (from its shipped .hyper file), for the settings table; the
+    learning rate too unless nothing is trained by gradient (RecBole's traditional models: EASE, ItemKNN, ...)."""
+    from recbole.utils import ModelType
+
     path = os.path.join(HYPER_DIR, f"{model}.hyper")
-    keys = ["learning_rate"]
+    keys = [] if config["MODEL_TYPE"] == ModelType.TRADITIONAL else ["learning_rate"]
     if os.path.isfile(path):
         keys += [k for group in read_hyper_file(path).values() for k in group if k not in keys]
     return keys
@@ -120,7 +123,7 @@ def trial_entry_of(tuned, model, dataset, config_dict, config_files=None, prefix
 def run_entry(model, config, result, prefix="[compare]", label=""):
     r"""A run's result entry (metrics, cost, resolved protocol settings) from its ``run_recbole_micro`` result;
     its per-user test values under ``"per_user_values"`` (not part of the JSON)."""
-    budget, metric = config["epochs"], config["valid_metric"].lower()
+    budget, metric = result.get("epoch_budget") or config["epochs"], config["valid_metric"].lower()
     resolved = {}
     if result.get("record") and os.path.isfile(result["record"]):
         with open(result["record"], encoding="utf-8") as f:
@@ -137,7 +140,7 @@ def run_entry(model, config, result, prefix="[compare]", label=""):
         "seconds_per_epoch": result["seconds_per_epoch"], "train_seconds": result["train_seconds"],
         "params": result["params"], "checkpoint": result["checkpoint"],
         "settings": {k: plain(resolved.get(k, config[k])) for k in PROTOCOL_KEYS},
-        "hyper": {k: plain(resolved.get(k, config[k])) for k in _hyper_keys(model)
+        "hyper": {k: plain(resolved.get(k, config[k])) for k in _hyper_keys(model, config)
                   if k in resolved or k in config.final_config_dict},
         "per_user_values": result.get("per_user"),
     }

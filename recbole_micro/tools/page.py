@@ -146,13 +146,29 @@ class _Seeds(str):
     """A row whose runs differ in a setting: each value with its seeds, shown as it is (not as JSON)."""
 
 
+def _one_epoch(run):
+    """A run of a model RecBole trains in one closed-form epoch (its TraditionalTrainer: EASE, ItemKNN, ...)."""
+    return run["epoch_budget"] == 1 and run.get("epochs_run") == 1
+
+
 def _eval_every(common, runs):
-    """Validation interval as RecBole applies it: min(eval_step, epochs) (a budget below eval_step validates once)."""
+    """Validation interval as RecBole applies it: min(eval_step, epochs) (a budget below eval_step validates once);
+    the one-epoch models (validated after their epoch) aside."""
     step = common.get("eval_step")
-    budgets = {r["epoch_budget"] for r in runs}
+    budgets = {r["epoch_budget"] for r in runs if not _one_epoch(r)}
     if step is None or len(budgets) != 1:
         return step if step is not None else "?"
     return min(step, budgets.pop())
+
+
+def _budget_text(runs):
+    """The epoch budget: one number, the one-epoch models named beside it."""
+    budgets = sorted({r["epoch_budget"] for r in runs if not _one_epoch(r)})
+    single = sorted({r.get("name") or r["model"] for r in runs if _one_epoch(r)})
+    text = str(budgets[0]) if len(budgets) == 1 else "differs per model (see the table)" if budgets else "1"
+    if single and budgets:
+        text += f" ({', '.join(single)}: 1, computed in one pass, validated after it)"
+    return text
 
 
 def _split_text(settings):
@@ -513,8 +529,7 @@ def _protocol_section(runs):
     def setting(key, text):
         """One setting's text: the common value's, or a pointer to the per-model list below."""
         return f"per model (`{key}`, listed under *Not identical across models*)" if key in differing else text(common.get(key))
-    budgets = sorted({r["epoch_budget"] for r in runs})
-    budget = str(budgets[0]) if len(budgets) == 1 else "differs per model (see the table)"
+    budget = _budget_text(runs)
     metric = runs[0]["valid_metric"]
     seeds = list(dict.fromkeys(r["seed"] for r in runs))
     seed_text = (f"{seeds[0]}" if len(seeds) == 1 else
