@@ -60,7 +60,9 @@ def test_the_search_seeds_run_is_its_trial_and_equals_training_it_again(searched
 
     retrained = compared(searched, tmp_path / "retrained", retrain=True)[SEARCH_SEED]
     assert "from_trial" not in retrained and seed_checkpoints(tmp_path, SEARCH_SEED)
-    for key in ("valid", "test", "best_valid_score", "best_epoch", "epochs_run", "hyper", "settings"):
+    record = json.loads(open(record_path(trial["checkpoint"])).read())["result"]
+    assert (run["train_seconds"], run["seconds_per_epoch"]) == (record["train_seconds"], record["seconds_per_epoch"])
+    for key in ("valid", "test", "best_valid_score", "best_epoch", "epochs_run", "hyper", "settings", "epoch_budget"):
         assert run[key] == retrained[key], key
     mine = load_per_user(str(tmp_path / "taken"), run)
     again = load_per_user(str(tmp_path / "retrained"), retrained)

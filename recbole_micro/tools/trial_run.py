@@ -73,10 +73,14 @@ def trial_result(tuned, config, per_user, rescore):
     if plain(test_result) != before.get("test_result"):
         return None, (f"its checkpoint scores {plain(test_result)} on test now, the trial recorded "
                       f"{before.get('test_result')} (the model draws at random while scoring?)")
-    seconds, epochs = float(trial.get("seconds") or 0.0), int(trial.get("epochs_run") or before["epochs_run"])
+    epochs = int(trial.get("epochs_run") or before["epochs_run"])
+    # training time as a run measures it (fit only): the record's, whose sitting is the whole trial unless it was
+    # continued (then the export's trial time, data loading included: earlier sittings' fit time is not kept)
+    one_sitting = not before.get("start_epoch")
+    seconds = float(before["train_seconds"] if one_sitting else trial.get("seconds") or before["train_seconds"])
     result = dict(before, test_result=test_result, checkpoint=checkpoint, start_epoch=0, epochs_run=epochs,
-                  train_seconds=seconds, seconds_per_epoch=seconds / max(1, epochs), best_epoch=trial.get("best_epoch"),
-                  record=record)
+                  train_seconds=seconds, best_epoch=trial.get("best_epoch"), record=record,
+                  seconds_per_epoch=before.get("seconds_per_epoch") or seconds / max(1, epochs))
     if values is not None:
         result["per_user"] = values
     return result, ""
