@@ -95,6 +95,13 @@ def _drop_a_recorded_key(trial, tmp_path):  # a trial run before the plugin had 
     open(path, "w").write(json.dumps(record))
 
 
+def _damage_the_record(trial, tmp_path):
+    path = record_path(trial["checkpoint"])
+    record = json.loads(open(path).read())
+    record["result"]["epochs_run"] = "many"
+    open(path, "w").write(json.dumps(record))
+
+
 def _alter_recorded_test(trial, tmp_path):
     path = record_path(trial["checkpoint"])
     record = json.loads(open(path).read())
@@ -106,6 +113,7 @@ def _alter_recorded_test(trial, tmp_path):
     (None, {"stopping_step": 4}, "it ran with other values of stopping_step"),
     (_drop_a_recorded_key, {}, "its run record predates the keys tie_break"),
     (_remove_checkpoint, {}, "is gone"),
+    (_damage_the_record, {}, "holds no valid 'epochs_run'"),
     (_export_without_checkpoints, {}, "the export names no checkpoint of it"),
     (_alter_recorded_test, {}, "the trial recorded"),
 ])

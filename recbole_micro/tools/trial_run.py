@@ -19,6 +19,9 @@ from recbole_micro.errors import RecboleMicroError
 from recbole_micro.tools.export import load_export
 from recbole_micro.tools.files import plain
 
+# what a run record's result must hold to stand for a run (quick_start.save_run_record writes them)
+RESULT_KEYS = {"best_valid_score": (int, float), "best_valid_result": dict, "test_result": dict,
+               "train_seconds": (int, float), "epochs_run": int}
 # where the run's files lie and what it prints: they do not change what it trains
 NOT_TRAINING = ("data_path", "checkpoint_dir", "state", "show_progress", "progress_every", "log_wandb")
 
@@ -61,9 +64,12 @@ def trial_result(tuned, config, per_user, rescore):
         with open(record, encoding="utf-8") as f:
             saved = json.load(f)
         recorded, before = saved["config"], saved["result"]
+        missing = [k for k in RESULT_KEYS if not isinstance(before.get(k), RESULT_KEYS[k])]
         changed = differences(recorded, plain_config(config))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         return None, f"its run record {record} cannot be read ({type(error).__name__})"
+    if missing:
+        return None, f"its run record {record} holds no valid '{missing[0]}'"
     if changed:
         older = [k for k in changed if k not in recorded]  # keys the plugin gained after the trial ran
         shown = ", ".join((older or changed)[:4]) + (" ..." if len(older or changed) > 4 else "")
