@@ -21,6 +21,9 @@ EXTRA = {
     "RaCT": {"pretrain_epochs": 2, "save_step": 1},  # its first stage, actor pre-training, shortened
     # RecBole's DGCF samples max(users, items) / batches ids of each for its correlation loss: several batches
     "DGCF": {"train_batch_size": 256},
+    # the two slowest, smaller (their CNNs score every user-item pair): the path through the plugin is the same
+    "ConvNCF": {"embedding_size": 16, "cnn_channels": [1, 8, 8], "cnn_kernels": [4, 4], "cnn_strides": [4, 4]},
+    "NNCF": {"num_conv_kernel": 16},
 }
 NEEDS = {"NCL": "faiss"}  # RecBole imports it inside the model
 USERS = ["1", "2"]
@@ -48,8 +51,8 @@ def cold_data(tmp_path_factory):
     return root
 
 
-def _run(data, model, folder, **extra):
-    config = run_config(folder, data_path=str(data), epochs=2, eval_step=1, **EXTRA.get(model, {}), **extra)
+def _run(data, model, folder, epochs=2, **extra):
+    config = run_config(folder, data_path=str(data), epochs=epochs, eval_step=1, **EXTRA.get(model, {}), **extra)
     result = run_recbole_micro(model=model, dataset="syn", config_dict=config)
     return result, recommend(result["checkpoint"], USERS, topk=5)
 
@@ -58,7 +61,7 @@ def _run(data, model, folder, **extra):
 def test_recbole_general_model_trains_tests_and_recommends(data, model, tmp_path):
     if model in NEEDS and importlib.util.find_spec(NEEDS[model]) is None:
         pytest.skip(f"RecBole's {model} needs {NEEDS[model]}, not installed here (pip install {NEEDS[model]}-cpu)")
-    result, top = _run(data, model, tmp_path)
+    result, top = _run(data, model, tmp_path, epochs=1)
     assert 0.0 <= result["test_result"]["recall@20"] <= 1.0
     saved = load_checkpoint(result["checkpoint"])  # weights_only: data only
     assert saved["config"]["model"] == model
