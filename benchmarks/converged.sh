@@ -100,13 +100,16 @@ tune() {  # tune MODEL [search options...]: the model's search on validation (sk
   local model=$1; shift
   if [ "$TUNED_ON" = "$DATASET" ]; then
     local stem=$TUNING/$model-$DATASET
-    if [ -n "$SHARD" ]; then  # this job's part of the search only
+    local shards=() reuse=() own=$stem-shard${SHARD/\//of}
+    for export in "$stem"-shard*of*.json; do
+      [ ! -f "$export" ] || [ "$export" = "$own.json" ] || shards+=("$export")
+    done
+    if [ -n "$SHARD" ]; then  # this job's part of the search only, taking over what the other shards finished
+      [ ${#shards[@]} = 0 ] || reuse=(--reuse "$(IFS=,; echo "${shards[*]}")")
       "$PY" run_hyper.py --model "$model" --dataset "$DATASET" "$@" --shard "$SHARD" \
-        --output_file "$stem-shard${SHARD/\//of}" --resume "${COMMON[@]}"
+        --output_file "$own" --resume "${reuse[@]}" "${COMMON[@]}"
       return
     fi
-    local shards=() reuse=()
-    for export in "$stem"-shard*of*.json; do [ ! -f "$export" ] || shards+=("$export"); done
     [ ${#shards[@]} = 0 ] || reuse=(--reuse "$(IFS=,; echo "${shards[*]}")")
     "$PY" run_hyper.py --model "$model" --dataset "$DATASET" "$@" \
       --output_file "$stem" --resume "${reuse[@]}" "${COMMON[@]}"

@@ -69,6 +69,13 @@ def test_shard_jobs_split_the_search_and_the_whole_job_reuses_them(tmp_path):
     for k in (1, 2):  # what the shard jobs would have written
         (tuning / f"LightGCN-baby-shard{k}of2.json").write_text("{}")
     log.unlink()
+    # a shard job run again also takes over what the other shards finished (never its own export twice)
+    done = converged(tmp_path, "baby", "baselines", PY=stub, MODELS="LightGCN", SHARD="1/2")
+    assert done.returncode == 0, done.stderr
+    search, = [c for c in log.read_text().splitlines() if c.startswith("run_hyper.py")]
+    assert f"--shard 1/2 --output_file {tuning}/LightGCN-baby-shard1of2 --resume " \
+           f"--reuse {tuning}/LightGCN-baby-shard2of2.json --data_path" in search
+    log.unlink()
     done = converged(tmp_path, "baby", "baselines", PY=stub, MODELS="LightGCN", SEEDS="123 7")
     assert done.returncode == 0, done.stderr
     search, *seeds = [c for c in log.read_text().splitlines() if not c.startswith("-m recbole_micro.data")]

@@ -173,3 +173,38 @@ def test_a_second_search_into_the_same_export_is_refused_while_the_first_runs(tm
     tune_main(argv)
     assert len(load_export(str(out) + ".json")["trials"]) == 10
     assert sorted(p.name for p in tmp_path.glob("*.lock")) == []
+
+
+def test_an_interrupted_resume_keeps_the_earlier_trials_it_had_not_proposed_again(tmp_path, synthetic, monkeypatch):
+    """A resumed search rewrites its export as it goes: the earlier run's trials that come later in the
+    proposals (a shard's, or any finished out of order) stay in the export under ``earlier`` until proposed
+    again, so a second interruption loses none of them."""
+    name = synthetic("syn", **SMALL)
+    space = grid(tmp_path)
+    calls = []
+    monkeypatch.setattr(search, "objective_function", scored(calls))
+    tune_main(argv_of(name, space, tmp_path / "one", tmp_path))
+    proposals = points(load_export(str(tmp_path / "one.json")))
+    out = tmp_path / "cut"
+    tune_main(argv_of(name, space, out, tmp_path, "--shard", "2/2"))  # the 2nd, 4th, ... proposals
+    assert points(load_export(str(out) + ".json")) == proposals[1::2]
+
+    def interrupted(config_dict, config_file_list=None, saved=True, **checkpointing):
+        raise KeyboardInterrupt  # at the first trial this run has to train: the search's first proposal
+
+    monkeypatch.setattr(search, "objective_function", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        tune_main(argv_of(name, space, out, tmp_path, "--resume"))
+    assert stop.value.code == 130
+    cut = load_export(str(out) + ".json")
+    assert cut["status"] == "interrupted" and cut["trials"] == []
+    assert [(t["params"]["learning_rate"], t["params"]["weight_decay"]) for t in cut["earlier"]] == proposals[1::2]
+    assert "5 finished trial(s) of an earlier run not proposed again yet" in (tmp_path / "cut.txt").read_text()
+
+    calls.clear()
+    monkeypatch.setattr(search, "objective_function", scored(calls))
+    tune_main(argv_of(name, space, out, tmp_path, "--resume"))
+    whole = load_export(str(out) + ".json")
+    assert calls == proposals[0::2]  # only what no run had finished
+    assert points(whole) == proposals and "earlier" not in whole
+    assert [t.get("reused", False) for t in whole["trials"]] == [i % 2 == 1 for i in range(len(proposals))]

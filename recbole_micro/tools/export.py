@@ -81,6 +81,10 @@ def export_text(doc):
         f"command: {doc.get('command', '')}",
         "",
     ]
+    earlier = doc.get("earlier") or []
+    if earlier:
+        lines += [f"  {len(earlier)} finished trial(s) of an earlier run not proposed again yet (kept for --resume): "
+                  + "; ".join(params_text(t["params"]) for t in earlier), ""]
     running = doc.get("running")
     if running:
         lines += [f"  trial {len(trials) + 1} running: {params_text(running['params'])}, since {running.get('started')}; "
@@ -114,9 +118,11 @@ def export_text(doc):
 class TuningExport:
     r"""All trials of one search, rewritten to ``<out>.json`` / ``<out>.txt`` after each change."""
 
-    def __init__(self, output_file, header):
+    def __init__(self, output_file, header, earlier=()):
         self.json_path, self.text_path = output_paths(output_file)
         self.doc = dict(header, format=FORMAT, status="running", trials=[], best=None)
+        if earlier:  # an earlier run's finished trials (--resume), kept until proposed again: an interruption
+            self.doc["earlier"] = [dict(t) for t in earlier]  # before that must not lose them
 
     @property
     def trials(self):
@@ -131,6 +137,11 @@ class TuningExport:
         entry = dict(entry, trial=len(self.trials) + 1)
         self.trials.append(entry)
         self.doc.pop("running", None)
+        earlier = [t for t in self.doc.get("earlier", []) if t.get("params") != entry.get("params")]
+        if earlier:
+            self.doc["earlier"] = earlier
+        else:
+            self.doc.pop("earlier", None)
         self.write()
         return entry
 
@@ -164,13 +175,14 @@ def load_export(path):
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise ConfigError(f"{json_path} is not a recbole-micro tuning export (format '{found}')")
-    trials = doc.get("trials")
-    if not isinstance(trials, list) or not all(
-        isinstance(t, dict) and isinstance(t.get("params"), dict)
-        and (t.get("status") != "ok" or isinstance(t.get("best_valid_score"), (int, float))) for t in trials
-    ):
-        raise ConfigError(f"{json_path}: 'trials' must be a list of trials with 'params' and, when ok, "
-                          f"'best_valid_score'; the file is damaged: rerun the search")
+    for key in ("trials", "earlier"):
+        trials = doc.get(key, [] if key == "earlier" else None)
+        if not isinstance(trials, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("params"), dict)
+            and (t.get("status") != "ok" or isinstance(t.get("best_valid_score"), (int, float))) for t in trials
+        ):
+            raise ConfigError(f"{json_path}: '{key}' must be a list of trials with 'params' and, when ok, "
+                              f"'best_valid_score'; the file is damaged: rerun the search")
     if not isinstance(doc.get("model"), str):
         raise ConfigError(f"{json_path}: the export names no model")
     doc["best"] = summary(doc)

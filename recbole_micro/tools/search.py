@@ -87,7 +87,8 @@ def previous_trials(json_path, header, option="--resume"):
     if not (isinstance(running, dict) and isinstance(running.get("params"), dict)
             and isinstance(running.get("checkpoint"), str)):
         running = None
-    return [t for t in doc["trials"] if t.get("status") == "ok"], running
+    # "earlier": trials an interrupted resume had not proposed again yet (export.TuningExport)
+    return [t for t in doc["trials"] + doc.get("earlier", []) if t.get("status") == "ok"], running
 
 
 def _trial_checkpoint(base, model, number):
@@ -345,11 +346,11 @@ def tune_model(model, dataset, params_file=None, algo="exhaustive", max_evals=No
     with claimed(json_path, f"another search is writing {json_path} (its run_hyper.py is still running); wait "
                             f"for it to end, or pass another --output_file"):
         previous, running = previous_trials(json_path, header) if resume else ([], None)
+        export = TuningExport(json_path, header, earlier=previous)
         previous += reused_trials(reuse, header)
         if running:  # the export names the unfinished trial's checkpoint: it must be where this search writes
             running["checkpoint"] = check_run_checkpoint(running["checkpoint"], base["checkpoint_dir"],
                                                          f"tuning export {json_path}")
-        export = TuningExport(json_path, header)
         export.write()
         print(f"[tune] {model} on {dataset}: {tool} {algo} search over {params_path}; selecting on valid "
               f"{export.doc['valid_metric']}; export {export.json_path}", flush=True)
