@@ -570,8 +570,10 @@ def test_two_runs_creating_one_folder_at_once(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------------- lightgcn speed
 def test_lightgcn_speed_fix_trains_to_the_same_weights(tmp_path, synthetic, monkeypatch):
     """``LightGCN.forward`` on the cached CSR products: 3 layers, an epoch of Adam steps (7 BPR batches) and the full
-    ranking give exactly what RecBole's own forward gives (same weights, losses and scores), and its graph is
-    coalesced once and kept. The speed (≈ 2× per batch) is measured by ``benchmarks/lightgcn_speed.py``."""
+    ranking give what RecBole's own forward gives (same weights, losses and scores: to the bit where the CPU's
+    sparse kernels sum in the same order, as on AVX-512; within float32 rounding otherwise, ≈ 1e-7 on the loss
+    and 1e-6 on the weights after 7 steps on AVX2), and its graph is coalesced once and kept. The speed (≈ 2× per
+    batch) is measured by ``benchmarks/lightgcn_speed.py``."""
     from recbole.data import data_preparation
     from recbole.model.general_recommender.lightgcn import LightGCN
     from recbole.utils import init_seed
@@ -604,8 +606,10 @@ def test_lightgcn_speed_fix_trains_to_the_same_weights(tmp_path, synthetic, monk
 
     fast, fast_losses, fast_scores = run(LightGCN.forward)
     own, own_losses, own_scores = run(original(LightGCN.forward))
-    assert len(fast_losses) == 7 and fast_losses == own_losses and torch.equal(fast_scores, own_scores)
+    assert len(fast_losses) == 7
+    torch.testing.assert_close(torch.tensor(fast_losses), torch.tensor(own_losses), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(fast_scores, own_scores, rtol=1e-5, atol=1e-6)
     for (key, a), (_, b) in zip(fast.state_dict().items(), own.state_dict().items()):
-        assert torch.equal(a, b), key
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=key)
     assert fast.norm_adj_matrix.is_coalesced() and not own.norm_adj_matrix.is_coalesced()
     torch.testing.assert_close(fast.norm_adj_matrix.to_dense(), own.norm_adj_matrix.to_dense(), rtol=0, atol=0)

@@ -189,10 +189,12 @@ def test_candidate_infonce_equals_the_authors_exp_log_form():
     assert torch.isfinite(big)
 
 
-def test_the_in_place_denominator_equals_plain_autograd_to_the_bit_and_survives_a_second_backward():
+def test_the_in_place_denominator_equals_plain_autograd_and_survives_a_second_backward():
     r"""``LogSumExpScores`` (scores exponentiated, then weighted, in place) gives the plain autograd form
-    log(exp(a zᵀ).sum(1)) to the bit in float32, value and both gradients; differentiating a retained graph
-    twice gives the same gradients twice (the second pass recomputes the scores the first one overwrote)."""
+    log(exp(a zᵀ).sum(1)): the value to the bit in float32, both gradients within float32 rounding (their
+    products sum in another order, and whether that order matches depends on the CPU's kernels: bit-equal on
+    AVX-512, not on AVX2); differentiating a retained graph twice gives the same gradients twice, to the bit
+    (the second pass recomputes the scores the first one overwrote)."""
     g = torch.Generator().manual_seed(11)
     a, z = torch.randn(33, 8, generator=g) / 3, torch.randn(50, 8, generator=g) / 3
     weights = torch.rand(33, generator=g)  # a non-uniform upstream gradient
@@ -204,7 +206,8 @@ def test_the_in_place_denominator_equals_plain_autograd_to_the_bit_and_survives_
     first = torch.autograd.grad((got * weights).sum(), leaves, retain_graph=True)
     second = torch.autograd.grad((got * weights).sum(), leaves)
     for x, y, w in zip(first, second, torch.autograd.grad((want * weights).sum(), ref_leaves)):
-        assert torch.equal(x, w) and torch.equal(y, w)
+        assert torch.equal(x, y)
+        torch.testing.assert_close(x, w, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("temperature", [0.2, 0.02, 0.005])  # float32: exp / log form twice, then logsumexp

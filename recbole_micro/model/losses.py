@@ -315,8 +315,9 @@ class LogSumExpScores(torch.autograd.Function):
     r"""log Σ_j e^{⟨a_b, z_j⟩} for every row a_b, the exp / log form of LGMRec's contrastive denominator, with the
     B × N scores held once: exponentiated in place in the forward pass, turned into the gradient weights
     e^{s_bj} g_b / Σ_j e^{s_bj} in place in the backward pass (d log Σ e^s / ds = softmax(s)). Plain autograd
-    keeps a second B × N tensor per pass; the arithmetic and its order are the same, so value and gradients
-    are equal to the bit (tested). A second backward over a retained graph recomputes the scores."""
+    keeps a second B × N tensor per pass; the arithmetic is the same: the value equals it to the bit, the gradients
+    within float32 rounding (to the bit where the CPU's matrix kernels sum in the same order; tested). A second
+    backward over a retained graph recomputes the scores."""
 
     @staticmethod
     def forward(ctx, a, z):
