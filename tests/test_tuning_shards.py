@@ -198,8 +198,9 @@ def test_an_interrupted_resume_keeps_the_earlier_trials_it_had_not_proposed_agai
     assert stop.value.code == 130
     cut = load_export(str(out) + ".json")
     assert cut["status"] == "interrupted" and cut["trials"] == []
-    assert [(t["params"]["learning_rate"], t["params"]["weight_decay"]) for t in cut["earlier"]] == proposals[1::2]
-    assert "5 finished trial(s) of an earlier run not proposed again yet" in (tmp_path / "cut.txt").read_text()
+    assert points({"trials": cut["earlier"]}) == proposals[1::2]
+    assert f"{len(proposals[1::2])} finished trial(s) of an earlier run not proposed again yet" \
+        in (tmp_path / "cut.txt").read_text()
 
     calls.clear()
     monkeypatch.setattr(search, "objective_function", scored(calls))
